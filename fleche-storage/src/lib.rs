@@ -1,0 +1,33 @@
+//! Storage traits and backends for [fleche](https://docs.rs/fleche) caches.
+//!
+//! A fleche cache is two storages:
+//!
+//! - a [`ValueStorage`] holds encoded results, content-addressed by the [`Digest`] of their bytes,
+//!   so equal results are stored once;
+//! - a [`CallStorage`] holds [`CallRecord`]s: which function was called with which arguments,
+//!   when, and the digest of the value it returned.
+//!
+//! This crate defines those traits, the data types they exchange and the built-in backends. It
+//! depends on neither the `fleche` crate nor its macros, so a third-party backend needs only this
+//! crate.
+//!
+//! | backend | values | calls | notes |
+//! |---|---|---|---|
+//! | [`memory`] | [`MemoryValues`] | [`MemoryCalls`] | per process, shared by clones |
+//! | [`void`] | [`VoidValues`] | [`VoidCalls`] | stores nothing; every load misses |
+
+mod digest;
+mod error;
+pub mod memory;
+mod record;
+mod traits;
+mod value;
+pub mod void;
+
+pub use digest::{Digest, DigestBuildHasher, DigestHasher, ParseDigestError};
+pub use error::StorageError;
+pub use memory::{MemoryCalls, MemoryValues};
+pub use record::CallRecord;
+pub use traits::{CallStorage, ValueStorage};
+pub use value::Value;
+pub use void::{VoidCalls, VoidValues};

@@ -1,0 +1,155 @@
+//! The in-process backend: hash maps behind read-write locks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::{CallRecord, CallStorage, Digest, DigestBuildHasher, StorageError, ValueStorage};
+
+type Map<V> = HashMap<Digest, V, DigestBuildHasher>;
+
+/// Values kept in process memory. Clones share the same entries.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryValues {
+    entries: Arc<RwLock<Map<Arc<[u8]>>>>,
+}
+
+impl MemoryValues {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of stored values.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether nothing is stored.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl ValueStorage for MemoryValues {
+    fn load(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(map.get(digest).map(|bytes| bytes.to_vec()))
+    }
+
+    fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(*digest).or_insert_with(|| Arc::from(bytes));
+        Ok(())
+    }
+
+    fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(map.contains_key(digest))
+    }
+
+    fn evict(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        Ok(map.remove(digest).is_some())
+    }
+
+    fn digests(&self) -> Result<Vec<Digest>, StorageError> {
+        let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(map.keys().copied().collect())
+    }
+}
+
+/// Call records kept in process memory. Clones share the same records.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryCalls {
+    records: Arc<RwLock<Map<CallRecord>>>,
+}
+
+impl MemoryCalls {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of stored records.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.records.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether nothing is stored.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl CallStorage for MemoryCalls {
+    fn result_of(&self, key: &Digest) -> Result<Option<Digest>, StorageError> {
+        let map = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(map.get(key).map(|r| r.result))
+    }
+
+    fn load(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
+        let map = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(map.get(key).cloned())
+    }
+
+    fn save(&self, record: CallRecord) -> Result<(), StorageError> {
+        let mut map = self.records.write().unwrap_or_else(PoisonError::into_inner);
+        map.insert(record.key, record);
+        Ok(())
+    }
+
+    fn evict(&self, key: &Digest) -> Result<bool, StorageError> {
+        let mut map = self.records.write().unwrap_or_else(PoisonError::into_inner);
+        Ok(map.remove(key).is_some())
+    }
+
+    fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
+        let map = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(map.values().cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(b: u8) -> Digest {
+        Digest::from_bytes([b; 32])
+    }
+
+    #[test]
+    fn values_round_trip_and_evict() -> Result<(), StorageError> {
+        let v = MemoryValues::new();
+        assert_eq!(v.load(&d(1))?, None);
+        v.save(&d(1), b"abc")?;
+        v.save(&d(1), b"abc")?;
+        assert_eq!(v.len(), 1);
+        assert_eq!(v.load(&d(1))?.as_deref(), Some(&b"abc"[..]));
+        assert!(v.contains(&d(1))?);
+        assert_eq!(v.digests()?, vec![d(1)]);
+        assert!(v.evict(&d(1))?);
+        assert!(!v.evict(&d(1))?);
+        assert!(v.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn clones_share_entries() -> Result<(), StorageError> {
+        let a = MemoryCalls::new();
+        let b = a.clone();
+        a.save(CallRecord::new(d(1), "f", d(2)))?;
+        assert_eq!(b.result_of(&d(1))?, Some(d(2)));
+        // Overwrite keeps one record with the newest content (C07).
+        let mut newer = CallRecord::new(d(1), "f", d(3));
+        newer.version = Some("2".into());
+        b.save(newer.clone())?;
+        assert_eq!(a.records()?, vec![newer]);
+        Ok(())
+    }
+}

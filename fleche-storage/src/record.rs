@@ -1,0 +1,55 @@
+//! The call record: what a call storage keeps for every stored call.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Digest, Value};
+
+/// One stored call: the function, its arguments in queryable form, its metadata and the digest of
+/// the value it returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CallRecord {
+    /// The call's lookup key.
+    pub key: Digest,
+    /// The function's name (by default its module path and identifier).
+    pub function: String,
+    /// The function's declared `version`, if any.
+    pub version: Option<String>,
+    /// The digest of the function's normalized source, when it is memoized with `hash_code`.
+    pub code: Option<Digest>,
+    /// The generic type arguments of this instantiation, in declaration order.
+    pub type_args: Vec<String>,
+    /// The hashed arguments, by parameter name, in declaration order.
+    pub arguments: Vec<(String, Value)>,
+    /// The digest of the stored result value.
+    pub result: Digest,
+    /// Metadata by name (`runtime`, ...).
+    pub metadata: BTreeMap<String, Value>,
+}
+
+impl CallRecord {
+    /// A record with no type arguments, arguments or metadata.
+    #[must_use]
+    pub fn new(key: Digest, function: impl Into<String>, result: Digest) -> Self {
+        Self {
+            key,
+            function: function.into(),
+            version: None,
+            code: None,
+            type_args: Vec::new(),
+            arguments: Vec::new(),
+            result,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// The argument named `name`, if it was hashed.
+    #[must_use]
+    pub fn argument(&self, name: &str) -> Option<&Value> {
+        self.arguments
+            .iter()
+            .find_map(|(n, v)| (n == name).then_some(v))
+    }
+}

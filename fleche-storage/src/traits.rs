@@ -1,0 +1,39 @@
+//! The two storage traits every backend implements.
+
+use std::fmt::Debug;
+
+use crate::{CallRecord, Digest, StorageError};
+
+/// Stores encoded result values by the digest of their bytes.
+///
+/// Implementations must be safe to share between threads. A load of an entry that is absent must
+/// return `Ok(None)`; a load of an entry that is present but unreadable should return
+/// [`StorageError::Corrupt`], which fleche treats as a miss with a warning.
+pub trait ValueStorage: Send + Sync + Debug {
+    /// The bytes stored under `digest`.
+    fn load(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Stores `bytes` under `digest` (the blake3 digest of `bytes`). Saving an existing digest
+    /// again is allowed and leaves one entry.
+    fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError>;
+    /// Whether an entry is stored under `digest`.
+    fn contains(&self, digest: &Digest) -> Result<bool, StorageError>;
+    /// Removes the entry; `Ok(true)` if there was one.
+    fn evict(&self, digest: &Digest) -> Result<bool, StorageError>;
+    /// Every stored digest, in no particular order.
+    fn digests(&self) -> Result<Vec<Digest>, StorageError>;
+}
+
+/// Stores [`CallRecord`]s by their lookup key.
+pub trait CallStorage: Send + Sync + Debug {
+    /// The result digest of the call stored under `key`: the hot path of every memoized call, so
+    /// backends should answer it without decoding the whole record where they can.
+    fn result_of(&self, key: &Digest) -> Result<Option<Digest>, StorageError>;
+    /// The whole record stored under `key`.
+    fn load(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError>;
+    /// Stores `record` under `record.key`, replacing any record with the same key.
+    fn save(&self, record: CallRecord) -> Result<(), StorageError>;
+    /// Removes the record; `Ok(true)` if there was one.
+    fn evict(&self, key: &Digest) -> Result<bool, StorageError>;
+    /// Every stored record, in no particular order.
+    fn records(&self) -> Result<Vec<CallRecord>, StorageError>;
+}

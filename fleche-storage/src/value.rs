@@ -1,0 +1,253 @@
+//! The queryable form of an argument or a metadata field.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Digest;
+
+/// A dynamically typed value: how call records keep arguments and metadata so they can be listed,
+/// filtered and compared after the fact.
+///
+/// `Value` is for querying, not for keying: the lookup key of a call is the digest of its
+/// arguments' canonical encoding, never of this form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Value {
+    /// `()`, `None`, or an absent field.
+    Null,
+    /// A `bool`.
+    Bool(bool),
+    /// Any integer that fits an `i128` (every integer type but the top half of `u128`).
+    Int(i128),
+    /// A `u128` above `i128::MAX`.
+    UInt(u128),
+    /// An `f32` (widened exactly) or `f64`.
+    Float(f64),
+    /// A `char`.
+    Char(char),
+    /// A string, or a path as UTF-8 (lossily).
+    Str(String),
+    /// Raw bytes (`[u8]`).
+    Bytes(Vec<u8>),
+    /// A sequence, tuple, set or array.
+    Seq(Vec<Value>),
+    /// A map, entries sorted by key.
+    Map(Vec<(Value, Value)>),
+    /// A struct: its fields by name (tuple structs use `"0"`, `"1"`, ...).
+    Struct(Vec<(String, Value)>),
+    /// An enum variant with its payload (`Null` for unit variants).
+    Variant(String, Box<Value>),
+    /// A value known only by its key digest (a type that does not describe itself).
+    Digest(Digest),
+}
+
+impl Value {
+    /// A total order over values, used to sort map entries and set elements: variants order as
+    /// declared, floats by [`f64::total_cmp`].
+    #[must_use]
+    pub fn total_cmp(&self, other: &Self) -> Ordering {
+        use Value as V;
+        fn rank(v: &Value) -> u8 {
+            match v {
+                V::Null => 0,
+                V::Bool(_) => 1,
+                V::Int(_) => 2,
+                V::UInt(_) => 3,
+                V::Float(_) => 4,
+                V::Char(_) => 5,
+                V::Str(_) => 6,
+                V::Bytes(_) => 7,
+                V::Seq(_) => 8,
+                V::Map(_) => 9,
+                V::Struct(_) => 10,
+                V::Variant(..) => 11,
+                V::Digest(_) => 12,
+            }
+        }
+        fn seq(a: &[Value], b: &[Value]) -> Ordering {
+            for (x, y) in a.iter().zip(b) {
+                let o = x.total_cmp(y);
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            a.len().cmp(&b.len())
+        }
+        match (self, other) {
+            (V::Null, V::Null) => Ordering::Equal,
+            (V::Bool(a), V::Bool(b)) => a.cmp(b),
+            (V::Int(a), V::Int(b)) => a.cmp(b),
+            (V::UInt(a), V::UInt(b)) => a.cmp(b),
+            (V::Float(a), V::Float(b)) => a.total_cmp(b),
+            (V::Char(a), V::Char(b)) => a.cmp(b),
+            (V::Str(a), V::Str(b)) => a.cmp(b),
+            (V::Bytes(a), V::Bytes(b)) => a.cmp(b),
+            (V::Seq(a), V::Seq(b)) => seq(a, b),
+            (V::Map(a), V::Map(b)) => {
+                for ((ka, va), (kb, vb)) in a.iter().zip(b) {
+                    let o = ka.total_cmp(kb).then_with(|| va.total_cmp(vb));
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+                a.len().cmp(&b.len())
+            }
+            (V::Struct(a), V::Struct(b)) => {
+                for ((na, va), (nb, vb)) in a.iter().zip(b) {
+                    let o = na.cmp(nb).then_with(|| va.total_cmp(vb));
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+                a.len().cmp(&b.len())
+            }
+            (V::Variant(na, va), V::Variant(nb, vb)) => na.cmp(nb).then_with(|| va.total_cmp(vb)),
+            (V::Digest(a), V::Digest(b)) => a.cmp(b),
+            _ => rank(self).cmp(&rank(other)),
+        }
+    }
+
+    /// The field `name` of a [`Value::Struct`], or `None`.
+    #[must_use]
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        match self {
+            Value::Struct(fields) => fields.iter().find_map(|(n, v)| (n == name).then_some(v)),
+            _ => None,
+        }
+    }
+
+    /// The value as an `f64`, for integers and floats.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::Int(i) => Some(i as f64),
+            Value::UInt(u) => Some(u as f64),
+            Value::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The value as an `i128`, for integers.
+    #[must_use]
+    pub fn as_i128(&self) -> Option<i128> {
+        match *self {
+            Value::Int(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The value as a string slice, for [`Value::Str`].
+    #[must_use]
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn list<T>(
+            f: &mut fmt::Formatter<'_>,
+            open: &str,
+            items: &[T],
+            close: &str,
+            mut each: impl FnMut(&mut fmt::Formatter<'_>, &T) -> fmt::Result,
+        ) -> fmt::Result {
+            f.write_str(open)?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                each(f, item)?;
+            }
+            f.write_str(close)
+        }
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::UInt(u) => write!(f, "{u}"),
+            Value::Float(x) => write!(f, "{x:?}"),
+            Value::Char(c) => write!(f, "{c:?}"),
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Bytes(b) => write!(f, "<{} bytes>", b.len()),
+            Value::Seq(items) => list(f, "[", items, "]", |f, v| write!(f, "{v}")),
+            Value::Map(entries) => list(f, "{", entries, "}", |f, (k, v)| write!(f, "{k}: {v}")),
+            Value::Struct(fields) => list(f, "{", fields, "}", |f, (k, v)| write!(f, "{k}: {v}")),
+            Value::Variant(name, payload) => match **payload {
+                Value::Null => f.write_str(name),
+                ref p => write!(f, "{name}({p})"),
+            },
+            Value::Digest(d) => write!(f, "#{}", d.hex_prefix(16)),
+        }
+    }
+}
+
+macro_rules! from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self { Value::Int(i128::from(v)) }
+        }
+    )*};
+}
+from_int!(i8, i16, i32, i64, i128, u8, u16, u32, u64);
+
+impl From<u128> for Value {
+    fn from(v: u128) -> Self {
+        i128::try_from(v).map_or(Value::UInt(v), Value::Int)
+    }
+}
+
+impl From<usize> for Value {
+    fn from(v: usize) -> Self {
+        // usize is at most 64 bits on every supported platform.
+        Value::from(v as u128)
+    }
+}
+
+impl From<isize> for Value {
+    fn from(v: isize) -> Self {
+        Value::Int(v as i128)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+
+impl From<f32> for Value {
+    fn from(v: f32) -> Self {
+        Value::Float(f64::from(v))
+    }
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+
+impl From<char> for Value {
+    fn from(v: char) -> Self {
+        Value::Char(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Str(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Str(v)
+    }
+}

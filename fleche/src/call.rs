@@ -1,0 +1,451 @@
+//! The runtime behind `#[memoize]`: identity, lookup, single-flight, sealing and storing.
+//!
+//! The generated code of a memoized function calls, in order: [`Call::new`] (digests the
+//! arguments), [`Call::lookup`] (hit, or lead the miss), [`Pending::seal`] (records the arguments
+//! and the start time before the body runs), the body, then [`Sealed::finish`] (stores the
+//! result). Nothing here panics; every cache failure becomes a miss or an unsaved result plus a
+//! `tracing` warning.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use fleche_storage::{CallRecord, Digest, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::decode;
+use crate::flight::{Join, Lead};
+use crate::key::{Key, KeyHasher, tag};
+use crate::metadata::Runtime;
+use crate::scope::current_cache;
+use crate::{Cache, Query};
+
+/// A memoized function's static description, built by the macro.
+#[derive(Debug)]
+pub struct FnInfo {
+    name: &'static str,
+    version: Option<&'static str>,
+    code: Option<&'static str>,
+    params: &'static [&'static str],
+    identity: OnceLock<Identity>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Identity {
+    /// The blake3 key under which this function's argument encodings are hashed.
+    key: [u8; 32],
+    code: Option<Digest>,
+}
+
+impl FnInfo {
+    /// `code` is the function's normalized source when `hash_code` is set; `params` are the names
+    /// of the hashed parameters, in order.
+    #[must_use]
+    pub const fn new(
+        name: &'static str,
+        version: Option<&'static str>,
+        code: Option<&'static str>,
+        params: &'static [&'static str],
+    ) -> Self {
+        Self {
+            name,
+            version,
+            code,
+            params,
+            identity: OnceLock::new(),
+        }
+    }
+
+    /// The function's name, as stored in call records.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn identity(&self, type_args: &[&str]) -> Identity {
+        if type_args.is_empty() {
+            *self.identity.get_or_init(|| self.compute_identity(type_args))
+        } else {
+            self.compute_identity(type_args)
+        }
+    }
+
+    /// `digest(("fleche.fn", name, version, code, type_args))` (`docs/format.md`, "Call keys").
+    fn compute_identity(&self, type_args: &[&str]) -> Identity {
+        let code = self
+            .code
+            .map(|src| Digest::from_bytes(*blake3::hash(src.as_bytes()).as_bytes()));
+        let key = crate::digest(&("fleche.fn", self.name, self.version, code, type_args));
+        Identity {
+            key: *key.as_bytes(),
+            code,
+        }
+    }
+
+    fn call_key(&self, identity: &Identity, write_args: impl FnOnce(&mut KeyHasher)) -> Digest {
+        let mut h = KeyHasher::keyed(&identity.key);
+        h.write_tag(tag::TUPLE);
+        h.write_len(self.params.len());
+        write_args(&mut h);
+        h.finalize()
+    }
+
+    /// A query for this function's stored calls.
+    #[must_use]
+    pub fn query(&self) -> Query {
+        Query::new().function(self.name)
+    }
+}
+
+/// How the next memoized call on this thread behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Look up; on a miss run and store.
+    Normal,
+    /// Run the body; neither look up nor store.
+    Uncached,
+    /// Run the body and store the result over any stored one.
+    Rerun,
+}
+
+thread_local! {
+    static MODE: Cell<Mode> = const { Cell::new(Mode::Normal) };
+}
+
+/// Sets the mode the next memoized call on this thread consumes.
+pub fn set_mode(mode: Mode) {
+    MODE.with(|m| m.set(mode));
+}
+
+/// Runs `f` with `mode` applying to the first memoized call it makes, then clears it.
+pub(crate) fn with_mode<R>(mode: Mode, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            set_mode(Mode::Normal);
+        }
+    }
+    set_mode(mode);
+    let _reset = Reset;
+    f()
+}
+
+/// One call of a memoized function, from its arguments' digest on.
+#[must_use]
+#[derive(Debug)]
+pub struct Call {
+    info: &'static FnInfo,
+    cache: Cache,
+    key: Digest,
+    code: Option<Digest>,
+    type_args: Vec<&'static str>,
+    mode: Mode,
+    asynchronous: bool,
+}
+
+impl Call {
+    /// Digests the arguments (`write_args` feeds each hashed argument in order) under the
+    /// function's identity, and picks the active cache.
+    pub fn new(
+        info: &'static FnInfo,
+        type_args: &[&'static str],
+        write_args: impl FnOnce(&mut KeyHasher),
+    ) -> Self {
+        let identity = info.identity(type_args);
+        Self {
+            info,
+            cache: current_cache(),
+            key: info.call_key(&identity, write_args),
+            code: identity.code,
+            type_args: type_args.to_vec(),
+            mode: MODE.with(|m| m.replace(Mode::Normal)),
+            asynchronous: false,
+        }
+    }
+
+    /// [`Call::new`] for an `async fn`: its misses do not block on each other.
+    pub fn new_async(
+        info: &'static FnInfo,
+        type_args: &[&'static str],
+        write_args: impl FnOnce(&mut KeyHasher),
+    ) -> Self {
+        Self {
+            asynchronous: true,
+            ..Self::new(info, type_args, write_args)
+        }
+    }
+
+    /// The stored result, or the pending miss the caller must compute.
+    ///
+    /// # Errors
+    ///
+    /// `Err(Pending)` is a miss, not a failure.
+    pub fn lookup<T: DeserializeOwned>(self) -> Result<T, Pending> {
+        if self.mode != Mode::Normal {
+            return Err(self.pending(None));
+        }
+        loop {
+            if let Some(v) = self.try_load() {
+                return Ok(v);
+            }
+            let join = match (self.asynchronous, self.cache.flights()) {
+                (false, Some(flights)) => flights.join(self.key),
+                _ => Join::Alone,
+            };
+            match join {
+                Join::Alone => return Err(self.pending(None)),
+                Join::Retry => {}
+                Join::Shared(bytes) => match self.decode_shared(&bytes) {
+                    Some(v) => return Ok(v),
+                    None => return Err(self.pending(None)),
+                },
+                Join::Lead(mut lead) => {
+                    // Another leader may have stored the result between our miss and our lead.
+                    return match self.try_load_bytes() {
+                        Some((v, bytes)) => {
+                            lead.succeed(Arc::from(bytes));
+                            Ok(v)
+                        }
+                        None => Err(self.pending(Some(lead))),
+                    };
+                }
+            }
+        }
+    }
+
+    fn pending(self, lead: Option<Lead>) -> Pending {
+        Pending { call: self, lead }
+    }
+
+    fn try_load<T: DeserializeOwned>(&self) -> Option<T> {
+        self.try_load_bytes().map(|(v, _)| v)
+    }
+
+    fn try_load_bytes<T: DeserializeOwned>(&self) -> Option<(T, Vec<u8>)> {
+        match self.cache.load_result_bytes(&self.key) {
+            Ok(None) => None,
+            Ok(Some((value, bytes))) => match decode(&bytes, &value) {
+                Ok(v) => Some((v, bytes)),
+                Err(e) => {
+                    tracing::warn!(function = self.info.name, key = %self.key, error = %e,
+                        "stored result unreadable; recomputing");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(function = self.info.name, key = %self.key, error = %e,
+                    "cache lookup failed; running uncached");
+                None
+            }
+        }
+    }
+
+    fn decode_shared<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<T> {
+        let value = Digest::from_bytes(*blake3::hash(bytes).as_bytes());
+        decode(bytes, &value)
+            .map_err(|e| {
+                tracing::warn!(function = self.info.name, key = %self.key, error = %e,
+                    "result shared by a concurrent call unreadable; recomputing");
+            })
+            .ok()
+    }
+}
+
+/// A miss: the caller seals the arguments, runs the body, and finishes.
+#[must_use]
+#[derive(Debug)]
+pub struct Pending {
+    call: Call,
+    lead: Option<Lead>,
+}
+
+impl std::fmt::Debug for Lead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lead")
+    }
+}
+
+impl Pending {
+    /// Records the arguments' queryable form and the start time, before the body runs, so the
+    /// body cannot change what the record says about its inputs.
+    pub fn seal(self, arguments: impl FnOnce() -> Vec<(&'static str, Value)>) -> Sealed {
+        let arguments = if self.call.mode == Mode::Uncached {
+            Vec::new()
+        } else {
+            arguments()
+        };
+        Sealed {
+            pending: self,
+            arguments,
+            start: SystemTime::now(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Arguments recorded, body running.
+#[must_use]
+#[derive(Debug)]
+pub struct Sealed {
+    pending: Pending,
+    arguments: Vec<(&'static str, Value)>,
+    start: SystemTime,
+    started: Instant,
+}
+
+impl Sealed {
+    /// Stores `value` as the call's result and returns it. Failures to encode or store are logged
+    /// and do not change the returned value.
+    pub fn finish<T: Serialize>(self, value: T) -> T {
+        let wall_time = self.started.elapsed();
+        let stop = SystemTime::now();
+        let Sealed {
+            pending: Pending { call, mut lead },
+            arguments,
+            start,
+            ..
+        } = self;
+        if call.mode == Mode::Uncached {
+            return value;
+        }
+        let bytes = match rmp_serde::to_vec_named(&value) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(function = call.info.name, key = %call.key, error = %e,
+                    "cannot encode result; not cached");
+                return value;
+            }
+        };
+        let result = Digest::from_bytes(*blake3::hash(&bytes).as_bytes());
+        let runtime = Runtime {
+            start,
+            stop,
+            wall_time,
+        };
+        let mut metadata = BTreeMap::new();
+        metadata.insert(Runtime::NAME.to_owned(), runtime.to_value());
+        let mut record = CallRecord::new(call.key, call.info.name, result);
+        record.version = call.info.version.map(str::to_owned);
+        record.code = call.code;
+        record.type_args = call.type_args.iter().map(|s| (*s).to_owned()).collect();
+        record.arguments = arguments
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect();
+        record.metadata = metadata;
+        if let Err(e) = call.cache.store(&bytes, record) {
+            tracing::warn!(function = call.info.name, key = %call.key, error = %e,
+                "cannot store result; returning it uncached");
+        }
+        if let Some(lead) = lead.as_mut() {
+            lead.succeed(Arc::from(bytes));
+        }
+        value
+    }
+}
+
+/// A handle on one call's stored entry, without running anything: what the companion helpers
+/// (`f::digest`, `f::contains`, `f::load`, `f::evict`) and a method's `<name>_call` return or use.
+///
+/// It is bound to the cache that was active when it was made.
+#[derive(Debug, Clone)]
+pub struct CallRef<T> {
+    info: &'static FnInfo,
+    cache: Cache,
+    key: Digest,
+    _result: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> CallRef<T> {
+    #[doc(hidden)]
+    pub fn new(
+        info: &'static FnInfo,
+        type_args: &[&'static str],
+        write_args: impl FnOnce(&mut KeyHasher),
+    ) -> Self {
+        let identity = info.identity(type_args);
+        Self {
+            info,
+            cache: current_cache(),
+            key: info.call_key(&identity, write_args),
+            _result: PhantomData,
+        }
+    }
+
+    /// The call's lookup key.
+    #[must_use]
+    pub fn digest(&self) -> Digest {
+        self.key
+    }
+
+    /// The cache this handle looks in.
+    #[must_use]
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Whether the call is stored. A failing cache answers `false` (with a warning).
+    #[must_use]
+    pub fn contains(&self) -> bool {
+        self.cache.contains(&self.key).unwrap_or_else(|e| {
+            tracing::warn!(function = self.info.name, key = %self.key, error = %e, "contains failed");
+            false
+        })
+    }
+
+    /// The stored result, without running the function. An unreadable entry answers `None`
+    /// (with a warning).
+    #[must_use]
+    pub fn load(&self) -> Option<T> {
+        self.cache.load(&self.key).unwrap_or_else(|e| {
+            tracing::warn!(function = self.info.name, key = %self.key, error = %e, "load failed");
+            None
+        })
+    }
+
+    /// The stored call record.
+    #[must_use]
+    pub fn record(&self) -> Option<CallRecord> {
+        self.cache.record(&self.key).unwrap_or_else(|e| {
+            tracing::warn!(function = self.info.name, key = %self.key, error = %e, "load failed");
+            None
+        })
+    }
+
+    /// Removes the stored call; `true` if there was one.
+    pub fn evict(&self) -> bool {
+        self.cache.evict(&self.key).unwrap_or_else(|e| {
+            tracing::warn!(function = self.info.name, key = %self.key, error = %e, "evict failed");
+            false
+        })
+    }
+}
+
+/// Feeds one argument to the call key. Spanned at the parameter's type by the macro, so a
+/// non-[`Key`] argument is reported there.
+#[inline]
+pub fn key_arg<T: Key + ?Sized>(value: &T, h: &mut KeyHasher) {
+    value.key(h);
+}
+
+/// The queryable form of one argument.
+pub fn value_arg<T: Key + ?Sized>(value: &T) -> Value {
+    value.to_value()
+}
+
+/// A result type: `Serialize` to store it and `DeserializeOwned` to load it back.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a memoized result: it must implement `serde::Serialize` and `serde::Deserialize`",
+    label = "not storable",
+    note = "derive both: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait Storable: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> Storable for T {}
+
+/// Checks a result type, spanned at the return type by the macro.
+#[inline(always)]
+pub fn assert_storable<T: Storable>() {}

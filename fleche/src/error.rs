@@ -1,0 +1,63 @@
+//! The errors fleche returns.
+
+use std::path::PathBuf;
+
+use fleche_storage::{Digest, StorageError};
+
+/// What went wrong. Every variant names the cache, file, key or function involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A cache name that is neither reserved nor defined in a configuration file.
+    #[error(
+        "unknown cache `{name}`: the caches available are {}{}",
+        known.join(", "),
+        files_note(config_files)
+    )]
+    UnknownCache {
+        /// The name asked for.
+        name: String,
+        /// The names that would have worked.
+        known: Vec<String>,
+        /// The configuration files that were read.
+        config_files: Vec<PathBuf>,
+    },
+    /// A storage operation failed.
+    #[error("cache `{cache}`: {source}")]
+    Storage {
+        /// The cache's name.
+        cache: String,
+        /// The storage's error.
+        #[source]
+        source: StorageError,
+    },
+    /// A result could not be encoded for storage.
+    #[error("cannot encode the result of `{function}` (call {key}): {message}")]
+    Encode {
+        /// The memoized function.
+        function: String,
+        /// The call's key.
+        key: Digest,
+        /// The encoder's message.
+        message: String,
+    },
+    /// A stored value could not be decoded as the expected type.
+    #[error("cannot decode value {value} as `{type_name}`: {message}")]
+    Decode {
+        /// The value's digest.
+        value: Digest,
+        /// The type asked for.
+        type_name: &'static str,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+fn files_note(files: &[PathBuf]) -> String {
+    if files.is_empty() {
+        " (no fleche.toml was found)".to_owned()
+    } else {
+        let list: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        format!(" (configuration read from {})", list.join(", "))
+    }
+}
