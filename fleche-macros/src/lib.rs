@@ -1,14 +1,28 @@
-//! Procedural macros for fleche. Use them through the `fleche` crate.
+//! Procedural macros for [fleche](https://docs.rs/fleche): `#[memoize]` and `#[derive(Key)]`.
+//!
+//! Use them through the `fleche` crate, which re-exports both and documents them. The expansion
+//! refers to the runtime only through `::fleche::__private` (or the path given with `crate = ..`),
+//! so it works whatever the calling module imports or shadows.
+//!
+//! Both macros follow the same pipeline: parse the input, check it (collecting every problem as a
+//! spanned error), then expand. When the check fails, the original item is emitted unchanged next
+//! to the errors, so a bad attribute does not cascade into errors elsewhere.
+
+mod ctxt;
+mod derive_key;
+mod memoize;
+mod normalize;
+
 use proc_macro::TokenStream;
 
-/// See `fleche::memoize`.
+/// Memoizes a function: see `fleche::memoize` for the options and what is generated.
 #[proc_macro_attribute]
-pub fn memoize(_attr: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
+    memoize::memoize(attr.into(), item.into()).into()
 }
 
-/// See `fleche::Key`.
+/// Derives `fleche::Key` for a struct or enum: see `fleche::Key`.
 #[proc_macro_derive(Key, attributes(key))]
-pub fn derive_key(_item: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_key(item: TokenStream) -> TokenStream {
+    derive_key::derive(item.into()).into()
 }

@@ -8,7 +8,6 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
@@ -16,12 +15,11 @@ use fleche_storage::{CallRecord, Digest, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::decode;
 use crate::flight::{Join, Lead};
-use crate::key::{Key, KeyHasher, tag};
+use crate::key::{KeyHasher, tag};
 use crate::metadata::Runtime;
 use crate::scope::current_cache;
-use crate::{Cache, Query};
+use crate::{Cache, Error, Query};
 
 /// A memoized function's static description, built by the macro.
 #[derive(Debug)]
@@ -133,6 +131,49 @@ pub(crate) fn with_mode<R>(mode: Mode, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// How a result type is encoded and decoded: made once per call where the type is known to be
+/// [`Storable`], so the rest of the call path carries no trait bounds (and a non-storable result
+/// type is reported once, at the return type).
+pub struct Codec<T> {
+    encode: fn(&T) -> Result<Vec<u8>, String>,
+    decode: fn(&[u8]) -> Result<T, String>,
+}
+
+impl<T> Clone for Codec<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Codec<T> {}
+
+impl<T> std::fmt::Debug for Codec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Codec")
+    }
+}
+
+impl<T: Storable> Codec<T> {
+    /// The MessagePack codec of `T` (`docs/format.md`, "Values").
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            encode: |v| rmp_serde::to_vec_named(v).map_err(|e| e.to_string()),
+            decode: |b| rmp_serde::from_slice(b).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl<T> Codec<T> {
+    fn decode(&self, bytes: &[u8], value: &Digest) -> Result<T, Error> {
+        (self.decode)(bytes).map_err(|message| Error::Decode {
+            value: *value,
+            type_name: std::any::type_name::<T>(),
+            message,
+        })
+    }
+}
+
 /// One call of a memoized function, from its arguments' digest on.
 #[must_use]
 #[derive(Debug)]
@@ -183,12 +224,12 @@ impl Call {
     /// # Errors
     ///
     /// `Err(Pending)` is a miss, not a failure.
-    pub fn lookup<T: DeserializeOwned>(self) -> Result<T, Pending> {
+    pub fn lookup<T>(self, codec: &Codec<T>) -> Result<T, Pending> {
         if self.mode != Mode::Normal {
             return Err(self.pending(None));
         }
         loop {
-            if let Some(v) = self.try_load() {
+            if let Some((v, _)) = self.try_load(codec) {
                 return Ok(v);
             }
             let join = match (self.asynchronous, self.cache.flights()) {
@@ -198,13 +239,13 @@ impl Call {
             match join {
                 Join::Alone => return Err(self.pending(None)),
                 Join::Retry => {}
-                Join::Shared(bytes) => match self.decode_shared(&bytes) {
+                Join::Shared(bytes) => match self.decode_shared(codec, &bytes) {
                     Some(v) => return Ok(v),
                     None => return Err(self.pending(None)),
                 },
                 Join::Lead(mut lead) => {
                     // Another leader may have stored the result between our miss and our lead.
-                    return match self.try_load_bytes() {
+                    return match self.try_load(codec) {
                         Some((v, bytes)) => {
                             lead.succeed(Arc::from(bytes));
                             Ok(v)
@@ -220,14 +261,10 @@ impl Call {
         Pending { call: self, lead }
     }
 
-    fn try_load<T: DeserializeOwned>(&self) -> Option<T> {
-        self.try_load_bytes().map(|(v, _)| v)
-    }
-
-    fn try_load_bytes<T: DeserializeOwned>(&self) -> Option<(T, Vec<u8>)> {
+    fn try_load<T>(&self, codec: &Codec<T>) -> Option<(T, Vec<u8>)> {
         match self.cache.load_result_bytes(&self.key) {
             Ok(None) => None,
-            Ok(Some((value, bytes))) => match decode(&bytes, &value) {
+            Ok(Some((value, bytes))) => match codec.decode(&bytes, &value) {
                 Ok(v) => Some((v, bytes)),
                 Err(e) => {
                     tracing::warn!(function = self.info.name, key = %self.key, error = %e,
@@ -243,9 +280,10 @@ impl Call {
         }
     }
 
-    fn decode_shared<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<T> {
+    fn decode_shared<T>(&self, codec: &Codec<T>, bytes: &[u8]) -> Option<T> {
         let value = Digest::from_bytes(*blake3::hash(bytes).as_bytes());
-        decode(bytes, &value)
+        codec
+            .decode(bytes, &value)
             .map_err(|e| {
                 tracing::warn!(function = self.info.name, key = %self.key, error = %e,
                     "result shared by a concurrent call unreadable; recomputing");
@@ -299,7 +337,7 @@ pub struct Sealed {
 impl Sealed {
     /// Stores `value` as the call's result and returns it. Failures to encode or store are logged
     /// and do not change the returned value.
-    pub fn finish<T: Serialize>(self, value: T) -> T {
+    pub fn finish<T>(self, codec: &Codec<T>, value: T) -> T {
         let wall_time = self.started.elapsed();
         let stop = SystemTime::now();
         let Sealed {
@@ -311,7 +349,7 @@ impl Sealed {
         if call.mode == Mode::Uncached {
             return value;
         }
-        let bytes = match rmp_serde::to_vec_named(&value) {
+        let bytes = match (codec.encode)(&value) {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::warn!(function = call.info.name, key = %call.key, error = %e,
@@ -354,24 +392,25 @@ impl Sealed {
 #[derive(Debug, Clone)]
 pub struct CallRef<T> {
     info: &'static FnInfo,
+    codec: Codec<T>,
     cache: Cache,
     key: Digest,
-    _result: PhantomData<fn() -> T>,
 }
 
-impl<T: DeserializeOwned> CallRef<T> {
+impl<T> CallRef<T> {
     #[doc(hidden)]
     pub fn new(
         info: &'static FnInfo,
+        codec: Codec<T>,
         type_args: &[&'static str],
         write_args: impl FnOnce(&mut KeyHasher),
     ) -> Self {
         let identity = info.identity(type_args);
         Self {
             info,
+            codec,
             cache: current_cache(),
             key: info.call_key(&identity, write_args),
-            _result: PhantomData,
         }
     }
 
@@ -400,7 +439,15 @@ impl<T: DeserializeOwned> CallRef<T> {
     /// (with a warning).
     #[must_use]
     pub fn load(&self) -> Option<T> {
-        self.cache.load(&self.key).unwrap_or_else(|e| {
+        let loaded = self
+            .cache
+            .load_result_bytes(&self.key)
+            .and_then(|found| {
+                found
+                    .map(|(value, bytes)| self.codec.decode(&bytes, &value))
+                    .transpose()
+            });
+        loaded.unwrap_or_else(|e| {
             tracing::warn!(function = self.info.name, key = %self.key, error = %e, "load failed");
             None
         })
@@ -424,18 +471,6 @@ impl<T: DeserializeOwned> CallRef<T> {
     }
 }
 
-/// Feeds one argument to the call key. Spanned at the parameter's type by the macro, so a
-/// non-[`Key`] argument is reported there.
-#[inline]
-pub fn key_arg<T: Key + ?Sized>(value: &T, h: &mut KeyHasher) {
-    value.key(h);
-}
-
-/// The queryable form of one argument.
-pub fn value_arg<T: Key + ?Sized>(value: &T) -> Value {
-    value.to_value()
-}
-
 /// A result type: `Serialize` to store it and `DeserializeOwned` to load it back.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a memoized result: it must implement `serde::Serialize` and `serde::Deserialize`",
@@ -445,7 +480,3 @@ pub fn value_arg<T: Key + ?Sized>(value: &T) -> Value {
 pub trait Storable: Serialize + DeserializeOwned {}
 
 impl<T: Serialize + DeserializeOwned> Storable for T {}
-
-/// Checks a result type, spanned at the return type by the macro.
-#[inline(always)]
-pub fn assert_storable<T: Storable>() {}

@@ -101,15 +101,19 @@ pub fn rerun<R>(f: impl FnOnce() -> R) -> R {
 /// Not public API: what the macros expand to.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::{
-        Call, CallRef, FnInfo, Mode, Pending, Sealed, Storable, assert_storable, key_arg,
-        set_mode, value_arg,
-    };
+    pub use crate::call::{Call, CallRef, Codec, FnInfo, Mode, Pending, Sealed, Storable, set_mode};
     pub use crate::{Digest, Key, KeyHasher, Query, Value};
-    pub use core::any::type_name;
-    pub use core::option::Option::{None, Some};
+    pub use core::any::{type_name, type_name_of_val};
+    pub use core::option::Option::{self, None, Some};
     pub use core::result::Result::{Err, Ok};
     pub use std::borrow::ToOwned;
+    pub use std::boxed::Box;
     pub use std::string::String;
     pub use std::vec::Vec;
+
+    /// Pins the output type of a memoized `async fn`'s body, so `?` in it infers.
+    #[inline(always)]
+    pub fn async_output<R, F: core::future::Future<Output = R>>(f: F) -> F {
+        f
+    }
 }

@@ -1,0 +1,427 @@
+//! The expansion of `#[memoize]`.
+//!
+//! A free function `f` becomes:
+//!
+//! - `f` itself, same signature and attributes, whose body digests the arguments, looks the call
+//!   up, and on a miss seals the arguments, runs the original body (as a closure, or an `async`
+//!   block, so `return` and `?` keep their meaning) and stores the result;
+//! - a companion module `f` holding the function's static description and the helpers `digest`,
+//!   `contains`, `load`, `evict`, `uncached`, `rerun` and `query`.
+//!
+//! A method (or an associated function that names `Self`) gets, instead of the module, one
+//! associated function `<name>_call` returning a `CallRef` for the same arguments.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ItemFn, Pat, PatIdent, Type};
+
+use super::attr::Options;
+use super::check::{Model, Ret};
+use crate::normalize::normalize;
+
+pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream {
+    let krate = &options.krate;
+    let pv = quote!(#krate::__private);
+    let code = options.hash_code.then(|| {
+        let sig = &func.sig;
+        let block = &func.block;
+        normalize(quote!(#sig #block))
+    });
+
+    let ItemFn {
+        attrs,
+        vis,
+        mut sig,
+        block,
+        ..
+    } = func;
+    let (outer, inner): (Vec<_>, Vec<_>) = attrs
+        .into_iter()
+        .partition(|a| matches!(a.style, syn::AttrStyle::Outer));
+    rewrite_inputs(&mut sig, m);
+    let fn_name = sig.ident.clone();
+    let fn_name_str = fn_name.to_string();
+
+    // The description of the function, shared by the function and its helpers.
+    let name_expr = match &options.name {
+        Some(lit) => lit.to_token_stream(),
+        // In the companion module, `module_path!()` is the parent's path plus `::f`.
+        None if !m.in_impl => quote!(::core::module_path!()),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name_str)),
+    };
+    let version = match &options.version {
+        Some(v) => quote!(#pv::Some(#v)),
+        None => quote!(#pv::None),
+    };
+    let code = match &code {
+        Some(c) => quote!(#pv::Some(#c)),
+        None => quote!(#pv::None),
+    };
+    let hashed: Vec<_> = m.params.iter().filter(|p| !p.ignored).collect();
+    let mut param_names: Vec<String> = Vec::new();
+    if m.has_receiver {
+        param_names.push("self".to_owned());
+    }
+    param_names.extend(hashed.iter().map(|p| p.record_name.clone()));
+    param_names.extend(m.const_params.iter().map(ToString::to_string));
+    // In the companion module, the function (in the parent) must reach it.
+    let info_vis = (!m.in_impl).then(|| quote!(pub(super)));
+    let info_static = quote! {
+        #[doc(hidden)]
+        #info_vis static __FLECHE_INFO: #pv::FnInfo =
+            #pv::FnInfo::new(#name_expr, #version, #code, &[#(#param_names),*]);
+    };
+
+    // Generic instantiation: type parameters, `impl Trait` arguments, `Self`.
+    let type_args = {
+        let tys = m.type_params.iter().map(|t| quote!(#pv::type_name::<#t>()));
+        let impls = m
+            .params
+            .iter()
+            .filter(|p| p.impl_trait && !p.ignored)
+            .map(|p| {
+                let b = &p.binding;
+                quote!(#pv::type_name_of_val(&#b))
+            });
+        let this = m.in_impl.then(|| quote!(#pv::type_name::<Self>()));
+        quote!(&[#(#tys,)* #(#impls,)* #this])
+    };
+
+    // Each hashed argument as `&dyn Key`: a non-`Key` type is reported once, at its type.
+    let refs = ArgRefs::new(m, &pv);
+    let arg_refs = &refs.lets;
+    let key_stmts = refs.key_stmts(&pv);
+    let value_entries = refs.value_entries(&pv);
+
+    let stored = m.ret.stored();
+    let full = m.ret.full();
+    let codec = quote_spanned!(stored.span()=> let __fleche_codec = #pv::Codec::<#stored>::new(););
+
+    let hit = match &m.ret {
+        Ret::Plain(_) => quote!(__fleche_hit),
+        Ret::Result { .. } => quote!(#pv::Ok(__fleche_hit)),
+    };
+    let finish = match &m.ret {
+        Ret::Plain(_) => quote!(__fleche_sealed.finish(&__fleche_codec, __fleche_result)),
+        Ret::Result { .. } => quote! {
+            match __fleche_result {
+                #pv::Ok(__fleche_ok) => #pv::Ok(__fleche_sealed.finish(&__fleche_codec, __fleche_ok)),
+                #pv::Err(__fleche_err) => #pv::Err(__fleche_err),
+            }
+        },
+    };
+    let destructure = m.params.iter().filter_map(|p| {
+        let pat = p.pattern.as_ref()?;
+        let b = &p.binding;
+        Some(quote!(let #pat = #b;))
+    });
+    let run_body = if m.is_async {
+        quote! {
+            let __fleche_result: #full =
+                #pv::async_output::<#full, _>(async move { #(#destructure)* #block }).await;
+        }
+    } else {
+        quote! {
+            #[allow(clippy::redundant_closure_call)]
+            let __fleche_result: #full = (move || -> #full { #(#destructure)* #block })();
+        }
+    };
+    let new_call = if m.is_async {
+        quote!(#pv::Call::new_async)
+    } else {
+        quote!(#pv::Call::new)
+    };
+    let info_path = if m.in_impl {
+        quote!(__FLECHE_INFO)
+    } else {
+        quote!(#fn_name::__FLECHE_INFO)
+    };
+    let local_info = m.in_impl.then(|| info_static.clone());
+
+    let body = quote! {{
+        #(#inner)*
+        #local_info
+        #codec
+        #(#arg_refs)*
+        let __fleche_pending = match #new_call(&#info_path, #type_args, #key_stmts)
+            .lookup(&__fleche_codec)
+        {
+            #pv::Ok(__fleche_hit) => return #hit,
+            #pv::Err(__fleche_pending) => __fleche_pending,
+        };
+        let __fleche_sealed = __fleche_pending.seal(|| #pv::Vec::from([#(#value_entries),*]));
+        #run_body
+        #finish
+    }};
+
+    let function = quote! {
+        #(#outer)*
+        #vis #sig #body
+    };
+
+    let helpers = if m.in_impl {
+        method_helper(m, &pv, &sig, &vis, &info_static, &type_args, &refs, stored)
+    } else {
+        companion_module(m, &pv, &sig, &vis, &info_static, &type_args, stored, full)
+    };
+    quote! {
+        #function
+        #helpers
+    }
+}
+
+/// Renames pattern parameters to their bindings and drops `#[ignore]`.
+fn rewrite_inputs(sig: &mut syn::Signature, m: &Model) {
+    let mut typed = m.params.iter();
+    for arg in &mut sig.inputs {
+        match arg {
+            FnArg::Receiver(r) => r.attrs.retain(|a| !a.path().is_ident("ignore")),
+            FnArg::Typed(pt) => {
+                pt.attrs.retain(|a| !a.path().is_ident("ignore"));
+                if let Some(p) = typed.next() {
+                    if p.pattern.is_some() {
+                        pt.pat = Box::new(ident_pat(p.binding.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn ident_pat(ident: Ident) -> Pat {
+    Pat::Ident(PatIdent {
+        attrs: Vec::new(),
+        by_ref: None,
+        mutability: None,
+        ident,
+        subpat: None,
+    })
+}
+
+/// The `&dyn Key` views of the hashed arguments.
+struct ArgRefs {
+    lets: Vec<TokenStream>,
+    /// `(record name, view)` in key order.
+    views: Vec<(String, Ident)>,
+}
+
+impl ArgRefs {
+    fn new(m: &Model, pv: &TokenStream) -> Self {
+        let mut lets = Vec::new();
+        let mut views = Vec::new();
+        if m.has_receiver {
+            let v = format_ident!("__fleche_key_self");
+            lets.push(quote!(let #v: &dyn #pv::Key = &self;));
+            views.push(("self".to_owned(), v));
+        }
+        for (i, p) in m.params.iter().enumerate().filter(|(_, p)| !p.ignored) {
+            let v = format_ident!("__fleche_key_{}", i);
+            let b = &p.binding;
+            let ty = &p.ty;
+            lets.push(quote_spanned!(ty.span()=> let #v: &dyn #pv::Key = &#b;));
+            views.push((p.record_name.clone(), v));
+        }
+        for c in &m.const_params {
+            let v = format_ident!("__fleche_key_const_{}", c);
+            lets.push(quote!(let #v: &dyn #pv::Key = &#c;));
+            views.push((c.to_string(), v));
+        }
+        Self { lets, views }
+    }
+
+    /// The closure that feeds the views to the key hasher.
+    fn key_stmts(&self, pv: &TokenStream) -> TokenStream {
+        if self.views.is_empty() {
+            return quote!(|_: &mut #pv::KeyHasher| {});
+        }
+        let views = self.views.iter().map(|(_, v)| v);
+        quote!(|__fleche_h: &mut #pv::KeyHasher| { #(#pv::Key::key(#views, __fleche_h);)* })
+    }
+
+    fn value_entries(&self, pv: &TokenStream) -> Vec<TokenStream> {
+        self.views
+            .iter()
+            .map(|(name, v)| quote!((#name, #pv::Key::to_value(#v))))
+            .collect()
+    }
+}
+
+/// Parameters for a helper's signature: every parameter as `__fleche_argN: Type`, ignored ones
+/// as `_: Type`; and the arguments to forward.
+fn helper_params(m: &Model) -> (Vec<TokenStream>, Vec<Ident>) {
+    let mut params = Vec::new();
+    let mut forward = Vec::new();
+    for (i, p) in m.params.iter().enumerate() {
+        let ty = &p.ty;
+        let b = format_ident!("__fleche_arg{}", i);
+        params.push(quote!(#b: #ty));
+        forward.push(b);
+    }
+    (params, forward)
+}
+
+/// The helper views: same as [`ArgRefs`] but over the helper's parameter names.
+fn helper_refs(m: &Model, pv: &TokenStream) -> (Vec<TokenStream>, TokenStream) {
+    let mut lets = Vec::new();
+    let mut views = Vec::new();
+    if m.has_receiver {
+        lets.push(quote!(let __fleche_key_self: &dyn #pv::Key = &self;));
+        views.push(format_ident!("__fleche_key_self"));
+    }
+    for (i, p) in m.params.iter().enumerate().filter(|(_, p)| !p.ignored) {
+        let v = format_ident!("__fleche_key_{}", i);
+        let b = format_ident!("__fleche_arg{}", i);
+        let ty = &p.ty;
+        lets.push(quote_spanned!(ty.span()=> let #v: &dyn #pv::Key = &#b;));
+        views.push(v);
+    }
+    for c in &m.const_params {
+        let v = format_ident!("__fleche_key_const_{}", c);
+        lets.push(quote!(let #v: &dyn #pv::Key = &#c;));
+        views.push(v);
+    }
+    let closure = if views.is_empty() {
+        quote!(|_: &mut #pv::KeyHasher| {})
+    } else {
+        quote!(|__fleche_h: &mut #pv::KeyHasher| { #(#pv::Key::key(#views, __fleche_h);)* })
+    };
+    (lets, closure)
+}
+
+fn type_args_for_helpers(m: &Model, pv: &TokenStream) -> TokenStream {
+    let tys = m.type_params.iter().map(|t| quote!(#pv::type_name::<#t>()));
+    let impls = m
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.impl_trait && !p.ignored)
+        .map(|(i, _)| {
+            let b = format_ident!("__fleche_arg{}", i);
+            quote!(#pv::type_name_of_val(&#b))
+        });
+    let this = m.in_impl.then(|| quote!(#pv::type_name::<Self>()));
+    quote!(&[#(#tys,)* #(#impls,)* #this])
+}
+
+#[allow(clippy::too_many_arguments)]
+fn companion_module(
+    m: &Model,
+    pv: &TokenStream,
+    sig: &syn::Signature,
+    vis: &syn::Visibility,
+    info_static: &TokenStream,
+    _type_args: &TokenStream,
+    stored: &Type,
+    full: &Type,
+) -> TokenStream {
+    let name = &sig.ident;
+    let generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let (params, forward) = helper_params(m);
+    let (lets, key_closure) = helper_refs(m, pv);
+    let type_args = type_args_for_helpers(m, pv);
+    let codec = quote_spanned!(stored.span()=> #pv::Codec::<#stored>::new());
+    let asyncness = &sig.asyncness;
+    // An `async fn` runs nothing until polled: the mode is set right before the first poll,
+    // which happens on this thread, inside this `.await`.
+    let await_ = m.is_async.then(|| quote!(.await));
+    let doc = format!(
+        "Cache helpers of [`{name}()`](fn@{name}), generated by `#[fleche::memoize]`: each takes \
+         the same arguments and works in the active cache."
+    );
+    let helper_vis = match vis {
+        syn::Visibility::Inherited => quote!(pub(super)),
+        _ => quote!(pub),
+    };
+    let span = Span::call_site();
+    let store_ret = quote_spanned!(span=> #stored);
+    quote! {
+        #[doc = #doc]
+        #[allow(unused_imports, unused_variables, clippy::all)]
+        #vis mod #name {
+            use super::*;
+
+            #info_static
+
+            #[doc(hidden)]
+            fn __fleche_call #generics (#(#params),*) -> #pv::CallRef<#store_ret> #where_clause {
+                #(#lets)*
+                #pv::CallRef::new(&__FLECHE_INFO, #codec, #type_args, #key_closure)
+            }
+
+            /// The call's lookup key.
+            #helper_vis fn digest #generics (#(#params),*) -> #pv::Digest #where_clause {
+                __fleche_call(#(#forward),*).digest()
+            }
+
+            /// Whether the call is stored in the active cache.
+            #helper_vis fn contains #generics (#(#params),*) -> bool #where_clause {
+                __fleche_call(#(#forward),*).contains()
+            }
+
+            /// The stored result, without running the function (for a `Result`, the `Ok` value).
+            #helper_vis fn load #generics (#(#params),*) -> #pv::Option<#store_ret> #where_clause {
+                __fleche_call(#(#forward),*).load()
+            }
+
+            /// Removes the stored call; `true` if there was one.
+            #helper_vis fn evict #generics (#(#params),*) -> bool #where_clause {
+                __fleche_call(#(#forward),*).evict()
+            }
+
+            /// Runs the function without looking up or storing anything.
+            #helper_vis #asyncness fn uncached #generics (#(#params),*) -> #full #where_clause {
+                #pv::set_mode(#pv::Mode::Uncached);
+                super::#name(#(#forward),*) #await_
+            }
+
+            /// Recomputes the result and stores it over the stored one.
+            #helper_vis #asyncness fn rerun #generics (#(#params),*) -> #full #where_clause {
+                #pv::set_mode(#pv::Mode::Rerun);
+                super::#name(#(#forward),*) #await_
+            }
+
+            /// A query over this function's stored calls.
+            #helper_vis fn query() -> #pv::Query {
+                __FLECHE_INFO.query()
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn method_helper(
+    m: &Model,
+    pv: &TokenStream,
+    sig: &syn::Signature,
+    vis: &syn::Visibility,
+    info_static: &TokenStream,
+    _type_args: &TokenStream,
+    _refs: &ArgRefs,
+    stored: &Type,
+) -> TokenStream {
+    let name = &sig.ident;
+    let helper = format_ident!("{}_call", name);
+    let generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let (params, _) = helper_params(m);
+    let (lets, key_closure) = helper_refs(m, pv);
+    let type_args = type_args_for_helpers(m, pv);
+    let codec = quote_spanned!(stored.span()=> #pv::Codec::<#stored>::new());
+    let receiver = m.has_receiver.then(|| quote!(&self,));
+    let doc = format!(
+        "A handle on the stored call of [`Self::{name}`] with these arguments, in the active \
+         cache: its `digest`, `contains`, `load`, `record` and `evict`. Generated by \
+         `#[fleche::memoize]`."
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(unused_variables, clippy::all)]
+        #vis fn #helper #generics (#receiver #(#params),*) -> #pv::CallRef<#stored> #where_clause {
+            #info_static
+            #(#lets)*
+            #pv::CallRef::new(&__FLECHE_INFO, #codec, #type_args, #key_closure)
+        }
+    }
+}
