@@ -222,8 +222,8 @@ impl ArgRefs {
             lets.push(quote_spanned!(ty.span()=> let #v: &dyn #pv::Key = &#b;));
             views.push((p.record_name.clone(), v));
         }
-        for c in &m.const_params {
-            let v = format_ident!("__fleche_key_const_{}", c);
+        for (i, c) in m.const_params.iter().enumerate() {
+            let v = format_ident!("__fleche_key_const{}", i);
             lets.push(quote!(let #v: &dyn #pv::Key = &#c;));
             views.push((c.to_string(), v));
         }
@@ -276,8 +276,8 @@ fn helper_refs(m: &Model, pv: &TokenStream) -> (Vec<TokenStream>, TokenStream) {
         lets.push(quote_spanned!(ty.span()=> let #v: &dyn #pv::Key = &#b;));
         views.push(v);
     }
-    for c in &m.const_params {
-        let v = format_ident!("__fleche_key_const_{}", c);
+    for (i, c) in m.const_params.iter().enumerate() {
+        let v = format_ident!("__fleche_key_const{}", i);
         lets.push(quote!(let #v: &dyn #pv::Key = &#c;));
         views.push(v);
     }
@@ -322,6 +322,25 @@ fn companion_module(
     let (lets, key_closure) = helper_refs(m, pv);
     let type_args = type_args_for_helpers(m, pv);
     let codec = quote_spanned!(stored.span()=> #pv::Codec::<#stored>::new());
+    // Generic arguments are forwarded explicitly: a parameter that appears only in the return
+    // type cannot be inferred from the arguments.
+    let turbofish = {
+        let args: Vec<&Ident> = sig
+            .generics
+            .params
+            .iter()
+            .filter_map(|p| match p {
+                syn::GenericParam::Type(t) => Some(&t.ident),
+                syn::GenericParam::Const(c) => Some(&c.ident),
+                syn::GenericParam::Lifetime(_) => None,
+            })
+            .collect();
+        if args.is_empty() {
+            quote!()
+        } else {
+            quote!(::<#(#args),*>)
+        }
+    };
     let asyncness = &sig.asyncness;
     // An `async fn` runs nothing until polled: the mode is set right before the first poll,
     // which happens on this thread, inside this `.await`.
@@ -352,34 +371,34 @@ fn companion_module(
 
             /// The call's lookup key.
             #helper_vis fn digest #generics (#(#params),*) -> #pv::Digest #where_clause {
-                __fleche_call(#(#forward),*).digest()
+                __fleche_call #turbofish (#(#forward),*).digest()
             }
 
             /// Whether the call is stored in the active cache.
             #helper_vis fn contains #generics (#(#params),*) -> bool #where_clause {
-                __fleche_call(#(#forward),*).contains()
+                __fleche_call #turbofish (#(#forward),*).contains()
             }
 
             /// The stored result, without running the function (for a `Result`, the `Ok` value).
             #helper_vis fn load #generics (#(#params),*) -> #pv::Option<#store_ret> #where_clause {
-                __fleche_call(#(#forward),*).load()
+                __fleche_call #turbofish (#(#forward),*).load()
             }
 
             /// Removes the stored call; `true` if there was one.
             #helper_vis fn evict #generics (#(#params),*) -> bool #where_clause {
-                __fleche_call(#(#forward),*).evict()
+                __fleche_call #turbofish (#(#forward),*).evict()
             }
 
             /// Runs the function without looking up or storing anything.
             #helper_vis #asyncness fn uncached #generics (#(#params),*) -> #full #where_clause {
                 #pv::set_mode(#pv::Mode::Uncached);
-                super::#name(#(#forward),*) #await_
+                super::#name #turbofish (#(#forward),*) #await_
             }
 
             /// Recomputes the result and stores it over the stored one.
             #helper_vis #asyncness fn rerun #generics (#(#params),*) -> #full #where_clause {
                 #pv::set_mode(#pv::Mode::Rerun);
-                super::#name(#(#forward),*) #await_
+                super::#name #turbofish (#(#forward),*) #await_
             }
 
             /// A query over this function's stored calls.
