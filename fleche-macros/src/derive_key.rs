@@ -44,7 +44,10 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
             for v in &e.variants {
                 for a in &v.attrs {
                     if a.path().is_ident("key") {
-                        cx.error(a, "`#[key(..)]` goes on fields or on the type, not on variants");
+                        cx.error(
+                            a,
+                            "`#[key(..)]` goes on fields or on the type, not on variants",
+                        );
                     }
                 }
                 let fields = fields(&mut cx, &v.fields);
@@ -91,7 +94,11 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
     };
 
     // Every type parameter must itself be a key.
-    let params: Vec<_> = input.generics.type_params().map(|t| t.ident.clone()).collect();
+    let params: Vec<_> = input
+        .generics
+        .type_params()
+        .map(|t| t.ident.clone())
+        .collect();
     let where_clause = input.generics.make_where_clause();
     for p in params {
         where_clause
@@ -185,7 +192,11 @@ fn fields(cx: &mut Ctxt, fields: &Fields) -> Vec<Field> {
 
 /// The destructuring pattern, the key statements of the fields (after a header) and the value
 /// expression.
-fn field_parts(pv: &TokenStream, fields: &[Field], shape: &Fields) -> (TokenStream, TokenStream, TokenStream) {
+fn field_parts(
+    pv: &TokenStream,
+    fields: &[Field],
+    shape: &Fields,
+) -> (TokenStream, TokenStream, TokenStream) {
     let pattern = match shape {
         Fields::Named(_) => {
             let parts = fields.iter().map(|f| {
@@ -211,14 +222,18 @@ fn field_parts(pv: &TokenStream, fields: &[Field], shape: &Fields) -> (TokenStre
         )*
     };
     let value = quote! {
-        #pv::Value::Struct(#pv::Vec::from([
+        #pv::fields([
             #((#pv::ToOwned::to_owned(#names), #pv::Key::to_value(#bindings))),*
-        ]))
+        ])
     };
     (pattern, key, value)
 }
 
-fn encode_fields(pv: &TokenStream, fields: &[Field], shape: &Fields) -> (TokenStream, TokenStream, TokenStream) {
+fn encode_fields(
+    pv: &TokenStream,
+    fields: &[Field],
+    shape: &Fields,
+) -> (TokenStream, TokenStream, TokenStream) {
     let (pattern, key, value) = field_parts(pv, fields, shape);
     let n = fields.iter().filter(|f| !f.skip).count();
     let key = quote! {
@@ -228,6 +243,10 @@ fn encode_fields(pv: &TokenStream, fields: &[Field], shape: &Fields) -> (TokenSt
     (pattern, key, value)
 }
 
-fn encode_variant(pv: &TokenStream, fields: &[Field], shape: &Fields) -> (TokenStream, TokenStream, TokenStream) {
+fn encode_variant(
+    pv: &TokenStream,
+    fields: &[Field],
+    shape: &Fields,
+) -> (TokenStream, TokenStream, TokenStream) {
     field_parts(pv, fields, shape)
 }

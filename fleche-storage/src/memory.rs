@@ -23,7 +23,10 @@ impl MemoryValues {
     /// The number of stored values.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether nothing is stored.
@@ -77,7 +80,10 @@ impl MemoryCalls {
     /// The number of stored records.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.records.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.records
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether nothing is stored.

@@ -166,7 +166,10 @@ impl Cache {
     ///
     /// [`Error::Storage`] when the calls storage fails.
     pub fn record(&self, key: &Digest) -> Result<Option<CallRecord>, Error> {
-        self.inner.calls.load(key).map_err(|e| self.storage_error(e))
+        self.inner
+            .calls
+            .load(key)
+            .map_err(|e| self.storage_error(e))
     }
 
     /// The result of the call stored under `key`, decoded as `T`.
@@ -183,7 +186,10 @@ impl Cache {
     }
 
     /// The result digest and encoded bytes of the call stored under `key`.
-    pub(crate) fn load_result_bytes(&self, key: &Digest) -> Result<Option<(Digest, Vec<u8>)>, Error> {
+    pub(crate) fn load_result_bytes(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<(Digest, Vec<u8>)>, Error> {
         let Some(result) = self
             .inner
             .calls
@@ -207,7 +213,10 @@ impl Cache {
     ///
     /// [`Error::Storage`] when the calls storage fails.
     pub fn evict(&self, key: &Digest) -> Result<bool, Error> {
-        self.inner.calls.evict(key).map_err(|e| self.storage_error(e))
+        self.inner
+            .calls
+            .evict(key)
+            .map_err(|e| self.storage_error(e))
     }
 
     /// Every stored call record.
@@ -216,7 +225,10 @@ impl Cache {
     ///
     /// [`Error::Storage`] when the calls storage fails.
     pub fn records(&self) -> Result<Vec<CallRecord>, Error> {
-        self.inner.calls.records().map_err(|e| self.storage_error(e))
+        self.inner
+            .calls
+            .records()
+            .map_err(|e| self.storage_error(e))
     }
 
     /// Stores an encoded result and its call record: the value first, so a record never points
@@ -226,7 +238,10 @@ impl Cache {
             .values
             .save(&record.result, bytes)
             .map_err(|e| self.storage_error(e))?;
-        self.inner.calls.save(record).map_err(|e| self.storage_error(e))
+        self.inner
+            .calls
+            .save(record)
+            .map_err(|e| self.storage_error(e))
     }
 }
 

@@ -65,7 +65,9 @@ impl FnInfo {
 
     fn identity(&self, type_args: &[&str]) -> Identity {
         if type_args.is_empty() {
-            *self.identity.get_or_init(|| self.compute_identity(type_args))
+            *self
+                .identity
+                .get_or_init(|| self.compute_identity(type_args))
         } else {
             self.compute_identity(type_args)
         }
@@ -92,7 +94,6 @@ impl FnInfo {
     }
 
     /// A query for this function's stored calls.
-    #[must_use]
     pub fn query(&self) -> Query {
         Query::new().function(self.name)
     }
@@ -153,14 +154,61 @@ impl<T> std::fmt::Debug for Codec<T> {
     }
 }
 
-impl<T: Storable> Codec<T> {
-    /// The MessagePack codec of `T` (`docs/format.md`, "Values").
+/// The MessagePack codec of `T` (`docs/format.md`, "Values").
+#[must_use]
+pub const fn codec<T: Serialize + DeserializeOwned>() -> Codec<T> {
+    Codec {
+        encode: |v| rmp_serde::to_vec_named(v).map_err(|e| e.to_string()),
+        decode: |b| rmp_serde::from_slice(b).map_err(|e| e.to_string()),
+    }
+}
+
+/// Picks the codec of a result type by autoref specialization: `(&Probe::<T>::new()).codec()`
+/// resolves to [`ViaSerde`] when `T` implements both serde traits, and otherwise to
+/// [`NotStorable`], whose single unmet bound ([`Storable`]) reports the problem once, with a
+/// message that says what to do, instead of one error per missing serde trait.
+pub struct Probe<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Probe<T> {
+    /// A probe for `T`.
     #[must_use]
     pub const fn new() -> Self {
-        Self {
-            encode: |v| rmp_serde::to_vec_named(v).map_err(|e| e.to_string()),
-            decode: |b| rmp_serde::from_slice(b).map_err(|e| e.to_string()),
-        }
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for Probe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The codec of a storable type.
+pub trait ViaSerde<T> {
+    /// The MessagePack codec.
+    fn codec(&self) -> Codec<T>;
+}
+
+impl<T: Serialize + DeserializeOwned> ViaSerde<T> for Probe<T> {
+    fn codec(&self) -> Codec<T> {
+        codec()
+    }
+}
+
+/// The fallback, selected only for types that are not storable; its bound fails.
+pub trait NotStorable<T> {
+    /// Never callable: `T: Storable` does not hold for any type.
+    fn codec(&self) -> Codec<T>
+    where
+        T: Storable;
+}
+
+impl<T> NotStorable<T> for &Probe<T> {
+    fn codec(&self) -> Codec<T>
+    where
+        T: Storable,
+    {
+        T::unreachable()
     }
 }
 
@@ -220,37 +268,35 @@ impl Call {
     }
 
     /// The stored result, or the pending miss the caller must compute.
-    ///
-    /// # Errors
-    ///
-    /// `Err(Pending)` is a miss, not a failure.
-    pub fn lookup<T>(self, codec: &Codec<T>) -> Result<T, Pending> {
+    pub fn lookup<T>(self, codec: &Codec<T>) -> Lookup<T> {
         if self.mode != Mode::Normal {
-            return Err(self.pending(None));
+            return Lookup::Miss(self.pending(None));
         }
         loop {
             if let Some((v, _)) = self.try_load(codec) {
-                return Ok(v);
+                return Lookup::Hit(v);
             }
             let join = match (self.asynchronous, self.cache.flights()) {
                 (false, Some(flights)) => flights.join(self.key),
                 _ => Join::Alone,
             };
             match join {
-                Join::Alone => return Err(self.pending(None)),
+                Join::Alone => return Lookup::Miss(self.pending(None)),
                 Join::Retry => {}
-                Join::Shared(bytes) => match self.decode_shared(codec, &bytes) {
-                    Some(v) => return Ok(v),
-                    None => return Err(self.pending(None)),
-                },
+                Join::Shared(bytes) => {
+                    return match self.decode_shared(codec, &bytes) {
+                        Some(v) => Lookup::Hit(v),
+                        None => Lookup::Miss(self.pending(None)),
+                    };
+                }
                 Join::Lead(mut lead) => {
                     // Another leader may have stored the result between our miss and our lead.
                     return match self.try_load(codec) {
                         Some((v, bytes)) => {
                             lead.succeed(Arc::from(bytes));
-                            Ok(v)
+                            Lookup::Hit(v)
                         }
-                        None => Err(self.pending(Some(lead))),
+                        None => Lookup::Miss(self.pending(Some(lead))),
                     };
                 }
             }
@@ -290,6 +336,15 @@ impl Call {
             })
             .ok()
     }
+}
+
+/// The outcome of [`Call::lookup`].
+#[derive(Debug)]
+pub enum Lookup<T> {
+    /// The stored result.
+    Hit(T),
+    /// A miss to compute.
+    Miss(Pending),
 }
 
 /// A miss: the caller seals the arguments, runs the body, and finishes.
@@ -439,14 +494,11 @@ impl<T> CallRef<T> {
     /// (with a warning).
     #[must_use]
     pub fn load(&self) -> Option<T> {
-        let loaded = self
-            .cache
-            .load_result_bytes(&self.key)
-            .and_then(|found| {
-                found
-                    .map(|(value, bytes)| self.codec.decode(&bytes, &value))
-                    .transpose()
-            });
+        let loaded = self.cache.load_result_bytes(&self.key).and_then(|found| {
+            found
+                .map(|(value, bytes)| self.codec.decode(&bytes, &value))
+                .transpose()
+        });
         loaded.unwrap_or_else(|e| {
             tracing::warn!(function = self.info.name, key = %self.key, error = %e, "load failed");
             None
@@ -471,12 +523,14 @@ impl<T> CallRef<T> {
     }
 }
 
-/// A result type: `Serialize` to store it and `DeserializeOwned` to load it back.
+/// Implemented by no type: the bound that reports a result type lacking `serde::Serialize` or
+/// `serde::Deserialize` (see [`Probe`]).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a memoized result: it must implement `serde::Serialize` and `serde::Deserialize`",
     label = "not storable",
     note = "derive both: `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait Storable: Serialize + DeserializeOwned {}
-
-impl<T: Serialize + DeserializeOwned> Storable for T {}
+pub trait Storable: Sized {
+    /// Never called.
+    fn unreachable() -> Codec<Self>;
+}

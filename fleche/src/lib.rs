@@ -101,7 +101,24 @@ pub fn rerun<R>(f: impl FnOnce() -> R) -> R {
 /// Not public API: what the macros expand to.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::{Call, CallRef, Codec, FnInfo, Mode, Pending, Sealed, Storable, set_mode};
+    pub use crate::call::{
+        Call, CallRef, Codec, FnInfo, Lookup, Mode, NotStorable, Pending, Probe, Sealed, Storable,
+        ViaSerde, codec, set_mode,
+    };
+
+    /// The recorded arguments of a call.
+    #[inline]
+    pub fn args<const N: usize>(
+        entries: [(&'static str, crate::Value); N],
+    ) -> Vec<(&'static str, crate::Value)> {
+        Vec::from(entries)
+    }
+
+    /// The fields of a derived struct's queryable form.
+    #[inline]
+    pub fn fields<const N: usize>(entries: [(String, crate::Value); N]) -> crate::Value {
+        crate::Value::Struct(Vec::from(entries))
+    }
     pub use crate::{Digest, Key, KeyHasher, Query, Value};
     pub use core::any::{type_name, type_name_of_val};
     pub use core::option::Option::{self, None, Some};

@@ -54,7 +54,10 @@ impl Runtime {
         Value::Struct(vec![
             ("start".to_owned(), Value::Float(epoch(self.start))),
             ("stop".to_owned(), Value::Float(epoch(self.stop))),
-            ("wall_time".to_owned(), Value::Float(self.wall_time.as_secs_f64())),
+            (
+                "wall_time".to_owned(),
+                Value::Float(self.wall_time.as_secs_f64()),
+            ),
         ])
     }
 }

@@ -52,7 +52,11 @@ pub fn current_cache() -> Cache {
     if let Some(c) = SCOPE.with(|s| s.borrow().clone()) {
         return c;
     }
-    if let Some(c) = STICKY.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
+    if let Some(c) = STICKY
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+    {
         return c.clone();
     }
     default_cache().clone()
@@ -141,7 +145,9 @@ pub fn set_cache<C: IntoCache>(cache: C) -> Result<CacheGuard, Error> {
         .write()
         .unwrap_or_else(PoisonError::into_inner)
         .replace(cache);
-    Ok(CacheGuard { previous: Some(previous) })
+    Ok(CacheGuard {
+        previous: Some(previous),
+    })
 }
 
 /// Returned by [`set_cache`]: restores the previous sticky cache when dropped.

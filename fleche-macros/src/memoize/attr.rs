@@ -28,7 +28,11 @@ pub(crate) fn parse(cx: &mut Ctxt, attr: TokenStream) -> Options {
     let mut seen: Vec<String> = Vec::new();
 
     let parser = syn::meta::parser(|meta| {
-        let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+        let key = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         if seen.contains(&key) {
             return Err(meta.error(format_args!("duplicate option `{key}`: give it once")));
         }
@@ -47,7 +51,10 @@ pub(crate) fn parse(cx: &mut Ctxt, attr: TokenStream) -> Options {
                 if input.peek(LitInt) {
                     let lit: LitInt = input.parse()?;
                     let n: u64 = lit.base10_parse().map_err(|_| {
-                        syn::Error::new(lit.span(), "`version` must be a non-negative integer or a string")
+                        syn::Error::new(
+                            lit.span(),
+                            "`version` must be a non-negative integer or a string",
+                        )
                     })?;
                     version = Some(n.to_string());
                 } else if input.peek(LitStr) {

@@ -23,24 +23,17 @@ pub(crate) struct Param {
 }
 
 /// What the function returns and what is stored.
-pub(crate) enum Ret {
-    /// The whole return type is stored.
-    Plain(Type),
-    /// `Result<T, E>`: only `T` of an `Ok` is stored.
-    Result { full: Type, ok: Type },
+pub(crate) struct Ret {
+    /// The declared return type (`()` when there is none).
+    pub(crate) full: Type,
+    /// For `Result<T, E>`, `T`: only the value of an `Ok` is stored. `None`: the whole return
+    /// value is stored.
+    pub(crate) ok: Option<Type>,
 }
 
 impl Ret {
-    pub(crate) fn full(&self) -> &Type {
-        match self {
-            Ret::Plain(t) | Ret::Result { full: t, .. } => t,
-        }
-    }
-
     pub(crate) fn stored(&self) -> &Type {
-        match self {
-            Ret::Plain(t) | Ret::Result { ok: t, .. } => t,
-        }
+        self.ok.as_ref().unwrap_or(&self.full)
     }
 }
 
@@ -48,6 +41,8 @@ pub(crate) struct Model {
     /// Inside an `impl` (a receiver, or `Self` in the signature): no companion module.
     pub(crate) in_impl: bool,
     pub(crate) has_receiver: bool,
+    /// The `self` token, where a receiver that is not a key is reported.
+    pub(crate) receiver_span: proc_macro2::Span,
     pub(crate) params: Vec<Param>,
     pub(crate) ret: Ret,
     pub(crate) is_async: bool,
@@ -67,14 +62,19 @@ pub(crate) fn check(cx: &mut Ctxt, _options: &Options, func: &ItemFn) -> Model {
         cx.error(v, "variadic functions cannot be memoized");
     }
     let mut has_receiver = false;
+    let mut receiver_span = proc_macro2::Span::call_site();
     let mut params = Vec::new();
     for (index, arg) in sig.inputs.iter().enumerate() {
         match arg {
             FnArg::Receiver(r) => {
                 has_receiver = true;
+                receiver_span = r.self_token.span;
                 for a in &r.attrs {
                     if a.path().is_ident("ignore") {
-                        cx.error(a, "the receiver cannot be `#[ignore]`d: `self` is part of every key");
+                        cx.error(
+                            a,
+                            "the receiver cannot be `#[ignore]`d: `self` is part of every key",
+                        );
                     }
                 }
                 if let syn::ReceiverKind::Reference(_, _, Some(m)) = &r.kind {
@@ -87,17 +87,16 @@ pub(crate) fn check(cx: &mut Ctxt, _options: &Options, func: &ItemFn) -> Model {
             }
             FnArg::Typed(pt) => {
                 let ignored = ignore_attr(cx, &pt.attrs);
-                if !ignored {
-                    if let Type::Reference(r) = &*pt.ty {
-                        if let Some(m) = &r.mutability {
-                            cx.error(
-                                m,
-                                "`&mut` arguments cannot be memoized: the body could change the input \
-                                 after it was hashed; take `&T`, or mark the parameter `#[ignore]` if \
-                                 it does not affect the result",
-                            );
-                        }
-                    }
+                if !ignored
+                    && let Type::Reference(r) = &*pt.ty
+                    && let Some(m) = &r.mutability
+                {
+                    cx.error(
+                        m,
+                        "`&mut` arguments cannot be memoized: the body could change the input \
+                         after it was hashed; take `&T`, or mark the parameter `#[ignore]` if it \
+                         does not affect the result",
+                    );
                 }
                 let (binding, pattern, record_name) = match &*pt.pat {
                     Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
@@ -121,7 +120,10 @@ pub(crate) fn check(cx: &mut Ctxt, _options: &Options, func: &ItemFn) -> Model {
         }
     }
     let ret = match &sig.output {
-        ReturnType::Default => Ret::Plain(syn::parse_quote!(())),
+        ReturnType::Default => Ret {
+            full: syn::parse_quote!(()),
+            ok: None,
+        },
         ReturnType::Type(_, ty) => {
             if contains_impl_trait(ty) {
                 cx.error(
@@ -130,12 +132,9 @@ pub(crate) fn check(cx: &mut Ctxt, _options: &Options, func: &ItemFn) -> Model {
                      can be stored and loaded",
                 );
             }
-            match result_ok_type(ty) {
-                Some(ok) => Ret::Result {
-                    full: (**ty).clone(),
-                    ok,
-                },
-                None => Ret::Plain((**ty).clone()),
+            Ret {
+                full: (**ty).clone(),
+                ok: result_ok_type(ty),
             }
         }
     };
@@ -152,6 +151,7 @@ pub(crate) fn check(cx: &mut Ctxt, _options: &Options, func: &ItemFn) -> Model {
     Model {
         in_impl,
         has_receiver,
+        receiver_span,
         params,
         ret,
         is_async: sig.asyncness.is_some(),

@@ -17,7 +17,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Pat, PatIdent, Type};
 
 use super::attr::Options;
-use super::check::{Model, Ret};
+use super::check::Model;
 use crate::normalize::normalize;
 
 pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream {
@@ -95,16 +95,17 @@ pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream 
     let value_entries = refs.value_entries(&pv);
 
     let stored = m.ret.stored();
-    let full = m.ret.full();
-    let codec = quote_spanned!(stored.span()=> let __fleche_codec = #pv::Codec::<#stored>::new(););
+    let full = &m.ret.full;
+    let codec = codec_expr(pv.clone(), stored);
+    let codec = quote!(let __fleche_codec = #codec;);
 
-    let hit = match &m.ret {
-        Ret::Plain(_) => quote!(__fleche_hit),
-        Ret::Result { .. } => quote!(#pv::Ok(__fleche_hit)),
+    let hit = match &m.ret.ok {
+        None => quote!(__fleche_hit),
+        Some(_) => quote!(#pv::Ok(__fleche_hit)),
     };
-    let finish = match &m.ret {
-        Ret::Plain(_) => quote!(__fleche_sealed.finish(&__fleche_codec, __fleche_result)),
-        Ret::Result { .. } => quote! {
+    let finish = match &m.ret.ok {
+        None => quote!(__fleche_sealed.finish(&__fleche_codec, __fleche_result)),
+        Some(_) => quote! {
             match __fleche_result {
                 #pv::Ok(__fleche_ok) => #pv::Ok(__fleche_sealed.finish(&__fleche_codec, __fleche_ok)),
                 #pv::Err(__fleche_err) => #pv::Err(__fleche_err),
@@ -147,10 +148,10 @@ pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream 
         let __fleche_pending = match #new_call(&#info_path, #type_args, #key_stmts)
             .lookup(&__fleche_codec)
         {
-            #pv::Ok(__fleche_hit) => return #hit,
-            #pv::Err(__fleche_pending) => __fleche_pending,
+            #pv::Lookup::Hit(__fleche_hit) => return #hit,
+            #pv::Lookup::Miss(__fleche_pending) => __fleche_pending,
         };
-        let __fleche_sealed = __fleche_pending.seal(|| #pv::Vec::from([#(#value_entries),*]));
+        let __fleche_sealed = __fleche_pending.seal(|| #pv::args([#(#value_entries),*]));
         #run_body
         #finish
     }};
@@ -171,6 +172,31 @@ pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream 
     }
 }
 
+/// The result type's codec, spanned at the type: a type that is not storable is reported there,
+/// once (identical diagnostics from the function and its helpers are merged by rustc).
+fn codec_expr(pv: TokenStream, stored: &Type) -> TokenStream {
+    quote_spanned! {stored.span()=> {
+        #[allow(unused_imports)]
+        use #pv::{NotStorable as _, ViaSerde as _};
+        (&#pv::Probe::<#stored>::new()).codec()
+    }}
+}
+
+/// The argument `ident` as seen from generated code spanned at its type, so a non-`Key` type is
+/// reported at the type, identically from the function and from its helpers.
+fn respan(ident: &Ident, ty: &Type) -> Ident {
+    Ident::new(&ident.to_string(), key_span(ty))
+}
+
+/// Where a key error belongs: the referenced type, not the `&` in front of it.
+fn key_span(ty: &Type) -> Span {
+    match ty {
+        Type::Reference(r) => key_span(&r.elem),
+        Type::Paren(p) => key_span(&p.elem),
+        other => other.span(),
+    }
+}
+
 /// Renames pattern parameters to their bindings and drops `#[ignore]`.
 fn rewrite_inputs(sig: &mut syn::Signature, m: &Model) {
     let mut typed = m.params.iter();
@@ -179,10 +205,10 @@ fn rewrite_inputs(sig: &mut syn::Signature, m: &Model) {
             FnArg::Receiver(r) => r.attrs.retain(|a| !a.path().is_ident("ignore")),
             FnArg::Typed(pt) => {
                 pt.attrs.retain(|a| !a.path().is_ident("ignore"));
-                if let Some(p) = typed.next() {
-                    if p.pattern.is_some() {
-                        pt.pat = Box::new(ident_pat(p.binding.clone()));
-                    }
+                if let Some(p) = typed.next()
+                    && p.pattern.is_some()
+                {
+                    *pt.pat = ident_pat(p.binding.clone());
                 }
             }
         }
@@ -212,14 +238,15 @@ impl ArgRefs {
         let mut views = Vec::new();
         if m.has_receiver {
             let v = format_ident!("__fleche_key_self");
-            lets.push(quote!(let #v: &dyn #pv::Key = &self;));
+            let this = Ident::new("self", m.receiver_span);
+            lets.push(quote_spanned!(m.receiver_span=> let #v: &dyn #pv::Key = &#this;));
             views.push(("self".to_owned(), v));
         }
         for (i, p) in m.params.iter().enumerate().filter(|(_, p)| !p.ignored) {
             let v = format_ident!("__fleche_key_{}", i);
-            let b = &p.binding;
             let ty = &p.ty;
-            lets.push(quote_spanned!(ty.span()=> let #v: &dyn #pv::Key = &#b;));
+            let b = respan(&p.binding, ty);
+            lets.push(quote_spanned!(key_span(ty)=> let #v: &dyn #pv::Key = &#b;));
             views.push((p.record_name.clone(), v));
         }
         for (i, c) in m.const_params.iter().enumerate() {
@@ -266,14 +293,15 @@ fn helper_refs(m: &Model, pv: &TokenStream) -> (Vec<TokenStream>, TokenStream) {
     let mut lets = Vec::new();
     let mut views = Vec::new();
     if m.has_receiver {
-        lets.push(quote!(let __fleche_key_self: &dyn #pv::Key = &self;));
+        let this = Ident::new("self", m.receiver_span);
+        lets.push(quote_spanned!(m.receiver_span=> let __fleche_key_self: &dyn #pv::Key = &#this;));
         views.push(format_ident!("__fleche_key_self"));
     }
     for (i, p) in m.params.iter().enumerate().filter(|(_, p)| !p.ignored) {
         let v = format_ident!("__fleche_key_{}", i);
-        let b = format_ident!("__fleche_arg{}", i);
         let ty = &p.ty;
-        lets.push(quote_spanned!(ty.span()=> let #v: &dyn #pv::Key = &#b;));
+        let b = respan(&format_ident!("__fleche_arg{}", i), ty);
+        lets.push(quote_spanned!(key_span(ty)=> let #v: &dyn #pv::Key = &#b;));
         views.push(v);
     }
     for (i, c) in m.const_params.iter().enumerate() {
@@ -321,7 +349,7 @@ fn companion_module(
     let (params, forward) = helper_params(m);
     let (lets, key_closure) = helper_refs(m, pv);
     let type_args = type_args_for_helpers(m, pv);
-    let codec = quote_spanned!(stored.span()=> #pv::Codec::<#stored>::new());
+    let codec = codec_expr(pv.clone(), stored);
     // Generic arguments are forwarded explicitly: a parameter that appears only in the return
     // type cannot be inferred from the arguments.
     let turbofish = {
@@ -427,7 +455,7 @@ fn method_helper(
     let (params, _) = helper_params(m);
     let (lets, key_closure) = helper_refs(m, pv);
     let type_args = type_args_for_helpers(m, pv);
-    let codec = quote_spanned!(stored.span()=> #pv::Codec::<#stored>::new());
+    let codec = codec_expr(pv.clone(), stored);
     let receiver = m.has_receiver.then(|| quote!(&self,));
     let doc = format!(
         "A handle on the stored call of [`Self::{name}`] with these arguments, in the active \

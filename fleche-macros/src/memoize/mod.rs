@@ -14,10 +14,7 @@ pub(crate) fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func: syn::ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(e) => {
-            let e = syn::Error::new(
-                e.span(),
-                "#[memoize] applies to functions and methods: `fn name(args) -> Result { .. }`",
-            );
+            let e = syn::Error::new(e.span(), "#[memoize] applies to functions and methods only");
             return with_item(&e, item);
         }
     };

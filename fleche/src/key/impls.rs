@@ -328,7 +328,8 @@ fn map_key<'a, K: Key + 'a, V: Key + 'a>(
 }
 
 fn map_value<'a, K: Key + 'a, V: Key + 'a>(entries: impl Iterator<Item = (&'a K, &'a V)>) -> Value {
-    let mut pairs: Vec<(Value, Value)> = entries.map(|(k, v)| (k.to_value(), v.to_value())).collect();
+    let mut pairs: Vec<(Value, Value)> =
+        entries.map(|(k, v)| (k.to_value(), v.to_value())).collect();
     pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
     Value::Map(pairs)
 }

@@ -163,19 +163,26 @@ impl<'a> Compound<'a> {
 
     fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
         self.count += 1;
-        value.serialize(Encoder { out: &mut self.body })
+        value.serialize(Encoder {
+            out: &mut self.body,
+        })
     }
 
     fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), EncodeError> {
-        let mut e = Encoder { out: &mut self.body };
+        let mut e = Encoder {
+            out: &mut self.body,
+        };
         e.str(name);
         self.count += 1;
-        value.serialize(Encoder { out: &mut self.body })
+        value.serialize(Encoder {
+            out: &mut self.body,
+        })
     }
 
     fn finish(self) -> Result<(), EncodeError> {
         self.out.extend_from_slice(&self.header);
-        self.out.extend_from_slice(&(self.count as u64).to_le_bytes());
+        self.out
+            .extend_from_slice(&(self.count as u64).to_le_bytes());
         self.out.extend_from_slice(&self.body);
         Ok(())
     }
@@ -183,7 +190,8 @@ impl<'a> Compound<'a> {
     fn finish_unordered(mut self, t: u8) -> Result<(), EncodeError> {
         self.entries.sort_unstable();
         self.out.push(t);
-        self.out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        self.out
+            .extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
         for e in &self.entries {
             self.out.extend_from_slice(e);
         }
@@ -456,4 +464,3 @@ impl ser::SerializeMap for Compound<'_> {
         self.finish_unordered(tag::MAP)
     }
 }
-

@@ -19,7 +19,9 @@ fn value_domain() -> [u8; 32] {
 
 /// The digest of hand-written encoding bytes, per `docs/format.md`.
 fn spec(bytes: &[u8]) -> String {
-    blake3::keyed_hash(&value_domain(), bytes).to_hex().to_string()
+    blake3::keyed_hash(&value_domain(), bytes)
+        .to_hex()
+        .to_string()
 }
 
 fn hex<T: Key + ?Sized>(v: &T) -> String {
@@ -36,7 +38,10 @@ fn k02_strings_are_container_independent() {
     assert_eq!(digest("abc"), digest(&s));
     assert_eq!(digest(&Box::<str>::from("abc")), digest(&s));
     assert_eq!(digest(&Cow::Borrowed("abc")), digest(&s));
-    assert_eq!(digest(&Arc::<str>::from("abc")), digest(&Rc::<str>::from("abc")));
+    assert_eq!(
+        digest(&Arc::<str>::from("abc")),
+        digest(&Rc::<str>::from("abc"))
+    );
 }
 
 #[test]
@@ -53,7 +58,10 @@ fn k02_sequences_are_container_independent() {
     wrapped.pop_front();
     wrapped.pop_front();
     wrapped.extend([2, 3]);
-    assert!(!wrapped.as_slices().1.is_empty(), "test setup: deque must wrap");
+    assert!(
+        !wrapped.as_slices().1.is_empty(),
+        "test setup: deque must wrap"
+    );
     assert_eq!(digest(&v), digest(&wrapped));
     // Non-numeric elements too.
     let names = vec!["a".to_owned(), "b".to_owned()];
@@ -90,7 +98,10 @@ fn k02_unequal_values_differ() {
     assert_ne!(digest(&vec![1u8, 2]), digest(&(1u8, 2u8)));
     assert_ne!(digest(&Some(0u8)), digest(&None::<u8>));
     assert_ne!(digest(&Ok::<u8, u8>(1)), digest(&Err::<u8, u8>(1)));
-    assert_ne!(digest(&vec![vec![1u8], vec![]]), digest(&vec![vec![], vec![1u8]]));
+    assert_ne!(
+        digest(&vec![vec![1u8], vec![]]),
+        digest(&vec![vec![], vec![1u8]])
+    );
     assert_ne!(digest("1"), digest(&1u64));
     assert_ne!(digest(&1u32), digest(&1i32));
     assert_ne!(digest(&()), digest(&Vec::<u8>::new()));
@@ -206,11 +217,26 @@ fn format_derived_types_match_the_documented_bytes() {
     p.extend_from_slice(&le(2));
     p.extend(field("x", &[0x02, 0x01, 1]));
     p.extend(field("y", &[0x02, 0x01, 2]));
-    assert_eq!(hex(&Point { x: 1, y: 2, cache: vec![9] }), spec(&p));
+    assert_eq!(
+        hex(&Point {
+            x: 1,
+            y: 2,
+            cache: vec![9]
+        }),
+        spec(&p)
+    );
     // Skipped fields do not count.
     assert_eq!(
-        digest(&Point { x: 1, y: 2, cache: vec![] }),
-        digest(&Point { x: 1, y: 2, cache: vec![1, 2, 3] })
+        digest(&Point {
+            x: 1,
+            y: 2,
+            cache: vec![]
+        }),
+        digest(&Point {
+            x: 1,
+            y: 2,
+            cache: vec![1, 2, 3]
+        })
     );
 
     let mut c = vec![0x0d];
@@ -237,7 +263,10 @@ fn format_derived_types_match_the_documented_bytes() {
     assert_eq!(hex(&Meters(2.5)), spec(&m));
 
     // Generic parameters need `Key` and encode like any field.
-    assert_ne!(digest(&Wrapper { inner: 1u8 }), digest(&Wrapper { inner: 2u8 }));
+    assert_ne!(
+        digest(&Wrapper { inner: 1u8 }),
+        digest(&Wrapper { inner: 2u8 })
+    );
 }
 
 #[derive(Serialize)]
@@ -254,10 +283,25 @@ struct SerdeOnly {
 fn serde_route_is_canonical() {
     let table_a: HashMap<String, u32> = (0..20).map(|i| (format!("k{i}"), i)).collect();
     let table_b: HashMap<String, u32> = (0..20).rev().map(|i| (format!("k{i}"), i)).collect();
-    let a = SerdeOnly { name: "a".into(), weights: vec![0.5], table: table_a, scratch: 1 };
-    let b = SerdeOnly { name: "a".into(), weights: vec![0.5], table: table_b, scratch: 2 };
+    let a = SerdeOnly {
+        name: "a".into(),
+        weights: vec![0.5],
+        table: table_a,
+        scratch: 1,
+    };
+    let b = SerdeOnly {
+        name: "a".into(),
+        weights: vec![0.5],
+        table: table_b,
+        scratch: 2,
+    };
     assert_eq!(digest(&Serde(&a)), digest(&Serde(&b)));
-    let c = SerdeOnly { name: "a".into(), weights: vec![0.25], table: HashMap::new(), scratch: 0 };
+    let c = SerdeOnly {
+        name: "a".into(),
+        weights: vec![0.25],
+        table: HashMap::new(),
+        scratch: 0,
+    };
     assert_ne!(digest(&Serde(&a)), digest(&Serde(&c)));
     // Struct fields are framed like derived keys, inside the serde envelope.
     #[derive(Serialize)]
@@ -266,8 +310,14 @@ fn serde_route_is_canonical() {
         b: String,
     }
     assert_ne!(
-        digest(&Serde(Two { a: "ab".into(), b: "c".into() })),
-        digest(&Serde(Two { a: "a".into(), b: "bc".into() }))
+        digest(&Serde(Two {
+            a: "ab".into(),
+            b: "c".into()
+        })),
+        digest(&Serde(Two {
+            a: "a".into(),
+            b: "bc".into()
+        }))
     );
 }
 
@@ -378,6 +428,8 @@ fn format_call_key_matches_the_documented_construction() {
     bytes.push(0x04);
     bytes.extend_from_slice(&le(1));
     bytes.push(b'x');
-    let expected = blake3::keyed_hash(identity.as_bytes(), &bytes).to_hex().to_string();
+    let expected = blake3::keyed_hash(identity.as_bytes(), &bytes)
+        .to_hex()
+        .to_string();
     assert_eq!(crate::macros::golden_call_digest(), expected);
 }

@@ -29,7 +29,7 @@ fn k01(x: u64) -> u64 {
 
 #[test]
 fn k01_basic_hit() {
-    with_cache(&Cache::memory(), || {
+    with_cache(Cache::memory(), || {
         assert_eq!(k01(2), 20);
         assert_eq!(k01(2), 20);
         assert_eq!(K01_RUNS.get(), 1);
@@ -74,7 +74,7 @@ mod k04_v2 {
 
 #[test]
 fn k04_version_invalidates() {
-    with_cache(&Cache::memory(), || {
+    with_cache(Cache::memory(), || {
         assert_ne!(k04_v1::f::digest(1), k04_v2::f::digest(1));
         k04_v1::f(1);
         k04_v1::f(1);
@@ -111,16 +111,25 @@ mod k05_b {
 
 #[test]
 fn k05_name_is_in_the_key() {
-    with_cache(&Cache::memory(), || {
+    with_cache(Cache::memory(), || {
         assert_ne!(k05_a::same::digest(1), k05_b::same::digest(1));
         assert_eq!(k05_a::named::digest(1), k05_b::named::digest(1));
         k05_a::named(4);
         k05_b::named(4);
-        assert_eq!(K05_RUNS.get(), 1, "the explicit name survives moving the function");
+        assert_eq!(
+            K05_RUNS.get(),
+            1,
+            "the explicit name survives moving the function"
+        );
     });
     let c = Cache::memory();
     with_cache(&c, || k05_a::same(1));
-    let names: Vec<String> = c.records().unwrap_or_default().into_iter().map(|r| r.function).collect();
+    let names: Vec<String> = c
+        .records()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.function)
+        .collect();
     assert_eq!(names, vec![format!("{}::k05_a::same", module_path!())]);
 }
 
@@ -180,7 +189,12 @@ static K07_RUNS: Counter = Counter::new();
 struct Progress;
 
 #[memoize]
-fn k07(a: u64, #[ignore] b: u64, #[ignore] _progress: &Progress, #[ignore] log: &mut Vec<u64>) -> u64 {
+fn k07(
+    a: u64,
+    #[ignore] b: u64,
+    #[ignore] _progress: &Progress,
+    #[ignore] log: &mut Vec<u64>,
+) -> u64 {
     K07_RUNS.hit();
     log.push(b);
     a
@@ -198,7 +212,11 @@ fn k07_ignored_arguments() {
     assert_eq!(log, vec![2]);
     let records = c.records().unwrap_or_default();
     assert_eq!(records.len(), 1);
-    let names: Vec<&str> = records[0].arguments.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = records[0]
+        .arguments
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     assert_eq!(names, vec!["a"]);
 }
 
@@ -207,13 +225,21 @@ static K08_RUNS: Counter = Counter::new();
 #[memoize]
 fn k08_result(x: i64) -> Result<i64, String> {
     K08_RUNS.hit();
-    if x < 0 { Err(format!("{x} is negative")) } else { Ok(x) }
+    if x < 0 {
+        Err(format!("{x} is negative"))
+    } else {
+        Ok(x)
+    }
 }
 
 #[memoize]
 fn k08_io(x: u8) -> std::io::Result<u8> {
     K08_RUNS.hit();
-    if x == 0 { Err(std::io::Error::other("zero")) } else { Ok(x) }
+    if x == 0 {
+        Err(std::io::Error::other("zero"))
+    } else {
+        Ok(x)
+    }
 }
 
 /// An error type with no serde impls: only `Ok` values are stored.
@@ -269,7 +295,11 @@ fn k08_errors_and_panics_are_not_cached() {
         assert_eq!(k08_plain_err(2), Ok(2));
         assert_eq!(K08_RUNS.get(), 8);
     });
-    assert_eq!(c.records().unwrap_or_default().len(), 3, "only the Ok calls are stored");
+    assert_eq!(
+        c.records().unwrap_or_default().len(),
+        3,
+        "only the Ok calls are stored"
+    );
 
     let p = Cache::memory();
     for _ in 0..2 {
@@ -282,7 +312,7 @@ fn k08_errors_and_panics_are_not_cached() {
 
 #[test]
 fn k08_none_is_cached() {
-    with_cache(&Cache::memory(), || {
+    with_cache(Cache::memory(), || {
         assert_eq!(k08_option(0), None);
         assert_eq!(k08_option(0), None);
         assert_eq!(K08_NONE.get(), 1);
@@ -403,7 +433,7 @@ fn repeat<const N: usize>(x: u8) -> Vec<u8> {
 
 #[test]
 fn k12_generic_functions() {
-    with_cache(&Cache::memory(), || {
+    with_cache(Cache::memory(), || {
         assert_eq!(size_of::<u8>(), 1);
         assert_eq!(size_of::<u64>(), 8);
         assert_eq!(size_of::<u8>(), 1);
@@ -432,7 +462,7 @@ async fn fetch(x: u64) -> Result<u64, String> {
 
 #[test]
 fn k12_async_fn() {
-    with_cache(&Cache::memory(), || {
+    with_cache(Cache::memory(), || {
         assert_eq!(pollster::block_on(fetch(2)), Ok(6));
         assert_eq!(pollster::block_on(fetch(2)), Ok(6));
         assert_eq!(ASYNC_RUNS.get(), 1);
@@ -464,7 +494,7 @@ fn patterns((a, b): (u8, u8), _: u8, [c, d]: [u8; 2]) -> u16 {
 }
 
 #[memoize]
-fn lifetimes<'a, 'b: 'a>(xs: &'a [u64], label: &'b str) -> String
+fn lifetimes<'a, 'b>(xs: &'a [u64], label: &'b str) -> String
 where
     'b: 'a,
 {
@@ -490,13 +520,20 @@ fn k12_impl_trait_patterns_lifetimes() {
         assert_eq!(impl_arg(String::from("abc")), 3);
         assert_eq!(patterns((1, 2), 0, [3, 4]), 10);
         assert!(patterns::contains((1, 2), 0, [3, 4]));
-        assert!(!patterns::contains((1, 2), 1, [3, 4]), "`_` parameters are still inputs");
+        assert!(
+            !patterns::contains((1, 2), 1, [3, 4]),
+            "`_` parameters are still inputs"
+        );
         assert_eq!(lifetimes(&[1, 2], "n"), "n:2");
         assert_eq!(mutable_binding(1), 2);
         assert_eq!(mutable_binding(1), 2);
-        let m: HashMap<String, u32> = [("a".to_owned(), 1), ("b".to_owned(), 2)].into_iter().collect();
+        let m: HashMap<String, u32> = [("a".to_owned(), 1), ("b".to_owned(), 2)]
+            .into_iter()
+            .collect();
         assert_eq!(maps(&m), 3);
-        let rebuilt: HashMap<String, u32> = [("b".to_owned(), 2), ("a".to_owned(), 1)].into_iter().collect();
+        let rebuilt: HashMap<String, u32> = [("b".to_owned(), 2), ("a".to_owned(), 1)]
+            .into_iter()
+            .collect();
         assert!(maps::contains(&rebuilt));
     });
     let pattern_record = c
@@ -533,11 +570,22 @@ fn k14_helpers() {
         assert_eq!(K14_RUNS.get(), 2);
         assert!(!k14::contains(2), "uncached stores nothing");
 
-        let first = c.record(&k14::digest(1)).ok().flatten().and_then(|r| Runtime::from_record(&r));
+        let first = c
+            .record(&k14::digest(1))
+            .ok()
+            .flatten()
+            .and_then(|r| Runtime::from_record(&r));
         assert_eq!(k14::rerun(1), 101);
         assert_eq!(K14_RUNS.get(), 3, "rerun recomputes");
-        let second = c.record(&k14::digest(1)).ok().flatten().and_then(|r| Runtime::from_record(&r));
-        assert!(second.map(|s| s.start) > first.map(|f| f.start), "rerun overwrites the record");
+        let second = c
+            .record(&k14::digest(1))
+            .ok()
+            .flatten()
+            .and_then(|r| Runtime::from_record(&r));
+        assert!(
+            second.map(|s| s.start) > first.map(|f| f.start),
+            "rerun overwrites the record"
+        );
         assert_eq!(k14::query().count().ok(), Some(1));
 
         assert_eq!(k14(1), 101);
@@ -577,5 +625,12 @@ fn k14_query_filters_by_argument() {
     assert_eq!(q.clone().arg("y", 5u64).count().ok(), Some(2));
     assert_eq!(q.clone().arg("x", 1u64).count().ok(), Some(2));
     assert_eq!(q.count().ok(), Some(3));
-    assert_eq!(fleche::Query::new().function("nope").in_cache(&c).count().ok(), Some(0));
+    assert_eq!(
+        fleche::Query::new()
+            .function("nope")
+            .in_cache(&c)
+            .count()
+            .ok(),
+        Some(0)
+    );
 }

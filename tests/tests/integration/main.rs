@@ -1,6 +1,9 @@
 //! Integration tests for fleche, in one binary. Scenario IDs (K01, C06, F02, ...) refer to the
 //! acceptance scenarios and appear in test names.
 
+// Tests exercise panics on purpose.
+#![allow(clippy::panic)]
+
 mod keys;
 mod macros;
 mod runtime;

@@ -120,10 +120,17 @@ fn k10_failing_value_writes_degrade_to_uncached() {
     let before = K10_RUNS.get();
     let (results, warnings) = capture_warnings(|| with_cache(&cache, || (k10(1), k10(1))));
     assert_eq!(results, (vec![1, 1, 1], vec![1, 1, 1]));
-    assert_eq!(K10_RUNS.get() - before, 2, "nothing was cached, so both calls ran");
+    assert_eq!(
+        K10_RUNS.get() - before,
+        2,
+        "nothing was cached, so both calls ran"
+    );
     assert!(warnings.contains("cannot store result"), "{warnings}");
     assert!(warnings.contains("no space left on device"), "{warnings}");
-    assert!(calls.is_empty(), "no call record points at a value that was not written");
+    assert!(
+        calls.is_empty(),
+        "no call record points at a value that was not written"
+    );
 }
 
 #[test]
@@ -228,16 +235,27 @@ fn k13_a_failed_leader_hands_over() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
     });
     assert_eq!(outcomes.iter().filter(|o| o.is_none()).count(), 1);
     assert!(outcomes.iter().flatten().all(|&v| v == 2));
-    assert_eq!(K13_FLAKY_RUNS.get(), 2, "one failed run, then one successful run shared by all");
+    assert_eq!(
+        K13_FLAKY_RUNS.get(),
+        2,
+        "one failed run, then one successful run shared by all"
+    );
 }
 
 #[memoize]
 fn fib(n: u32) -> u128 {
-    if n < 2 { u128::from(n) } else { fib(n - 1) + fib(n - 2) }
+    if n < 2 {
+        u128::from(n)
+    } else {
+        fib(n - 1) + fib(n - 2)
+    }
 }
 
 #[test]
@@ -291,15 +309,27 @@ fn f02_reserved_names_work_without_a_file() {
     let _g = global();
     let memory = Cache::named("memory").ok();
     let again = Cache::named("memory").ok();
-    assert!(matches!((&memory, &again), (Some(a), Some(b)) if a.same_as(b)), "one instance");
-    assert!(!Cache::memory().same_as(&Cache::memory()), "Cache::memory() is private");
+    assert!(
+        matches!((&memory, &again), (Some(a), Some(b)) if a.same_as(b)),
+        "one instance"
+    );
+    assert!(
+        !Cache::memory().same_as(&Cache::memory()),
+        "Cache::memory() is private"
+    );
     with_cache("memory", || f02(10));
     with_cache("memory", || f02(10));
     assert_eq!(F02_RUNS.get(), 1);
     let default = Cache::named("default").ok();
     assert!(default.is_some_and(|d| d.same_as(&fleche::current_cache())));
-    assert!(with_cache("default", || f02::contains(10)), "default is the memory cache here");
-    assert_eq!(Cache::named("void").map(|c| c.name().to_owned()).ok(), Some("void".into()));
+    assert!(
+        with_cache("default", || f02::contains(10)),
+        "default is the memory cache here"
+    );
+    assert_eq!(
+        Cache::named("void").map(|c| c.name().to_owned()).ok(),
+        Some("void".into())
+    );
 }
 
 #[test]
@@ -329,7 +359,10 @@ fn scopes_nest_and_restore_even_on_panic() {
             with_cache(&inner, || panic!("inside a scope"));
         }));
         assert!(r.is_err());
-        assert!(fleche::current_cache().same_as(&outer), "restored after the panic");
+        assert!(
+            fleche::current_cache().same_as(&outer),
+            "restored after the panic"
+        );
     });
 }
 
@@ -341,12 +374,17 @@ fn sticky_cache_applies_to_all_threads_until_dropped() {
     {
         let _guard = fleche::set_cache(&sticky).ok();
         assert!(fleche::current_cache().same_as(&sticky));
-        let from_thread = std::thread::spawn(|| fleche::current_cache()).join().ok();
+        let from_thread = std::thread::spawn(fleche::current_cache).join().ok();
         assert!(from_thread.is_some_and(|c| c.same_as(&sticky)));
         // A scope still wins over the sticky cache.
-        with_cache(&scoped, || assert!(fleche::current_cache().same_as(&scoped)));
+        with_cache(&scoped, || {
+            assert!(fleche::current_cache().same_as(&scoped))
+        });
     }
-    assert!(!fleche::current_cache().same_as(&sticky), "the guard restored the default");
+    assert!(
+        !fleche::current_cache().same_as(&sticky),
+        "the guard restored the default"
+    );
     assert!(fleche::set_cache("nope").is_err());
 }
 
@@ -371,6 +409,8 @@ fn scope_is_carried_into_rayon_and_scoped_threads() {
     });
     assert_eq!(cache.records().map(|r| r.len()).ok(), Some(17));
     // Without carrying it, a new thread does not see the scope.
-    let seen = with_cache(&cache, || std::thread::spawn(fleche::current_cache).join().ok());
+    let seen = with_cache(&cache, || {
+        std::thread::spawn(fleche::current_cache).join().ok()
+    });
     assert!(seen.is_some_and(|c| !c.same_as(&cache)));
 }

@@ -26,7 +26,10 @@ pub(crate) fn capture_warnings<R>(f: impl FnOnce() -> R) -> (R, String) {
     struct Buf(Arc<Mutex<Vec<u8>>>);
     impl Write for Buf {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(b);
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(b);
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -41,6 +44,7 @@ pub(crate) fn capture_warnings<R>(f: impl FnOnce() -> R) -> (R, String) {
         .with_writer(move || writer.clone())
         .finish();
     let r = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
+    let text =
+        String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
     (r, text)
 }

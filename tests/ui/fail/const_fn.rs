@@ -1,0 +1,6 @@
+#[fleche::memoize]
+const fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn main() {}

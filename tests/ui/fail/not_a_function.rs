@@ -1,0 +1,4 @@
+#[fleche::memoize]
+struct Spec;
+
+fn main() {}
