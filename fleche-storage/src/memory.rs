@@ -42,6 +42,15 @@ impl ValueStorage for MemoryValues {
         Ok(map.get(digest).map(|bytes| bytes.to_vec()))
     }
 
+    fn load_with(
+        &self,
+        digest: &Digest,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, StorageError> {
+        let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(map.get(digest).map(|b| visit(b)).is_some())
+    }
+
     fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
         let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         map.entry(*digest).or_insert_with(|| Arc::from(bytes));
@@ -137,6 +146,10 @@ mod tests {
         v.save(&d(1), b"abc")?;
         assert_eq!(v.len(), 1);
         assert_eq!(v.load(&d(1))?.as_deref(), Some(&b"abc"[..]));
+        let mut seen = Vec::new();
+        assert!(v.load_with(&d(1), &mut |b| seen.extend_from_slice(b))?);
+        assert!(!v.load_with(&d(2), &mut |_| panic!("absent"))?);
+        assert_eq!(seen, b"abc");
         assert!(v.contains(&d(1))?);
         assert_eq!(v.digests()?, vec![d(1)]);
         assert!(v.evict(&d(1))?);

@@ -12,6 +12,16 @@ use crate::{CallRecord, Digest, StorageError};
 pub trait ValueStorage: Send + Sync + Debug {
     /// The bytes stored under `digest`.
     fn load(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Calls `visit` with the bytes stored under `digest`, if any, and says whether there were
+    /// any. Backends that hold values in memory override it to lend the bytes without copying
+    /// them: it is the hot path of every hit.
+    fn load_with(
+        &self,
+        digest: &Digest,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, StorageError> {
+        Ok(self.load(digest)?.map(|bytes| visit(&bytes)).is_some())
+    }
     /// Stores `bytes` under `digest` (the blake3 digest of `bytes`). Saving an existing digest
     /// again is allowed and leaves one entry.
     fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError>;

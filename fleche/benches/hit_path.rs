@@ -1,1 +1,169 @@
-fn main() {}
+//! The hot path of a memoized call, next to the `cached` crate on the same functions, and the key
+//! digest of a large numeric vector next to raw blake3 of its bytes.
+//!
+//! Run with `cargo bench -p fleche --bench hit_path`. Ratios between rows of one group are what
+//! matter: every row of a group is measured in the same run.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use divan::Bencher;
+use divan::counter::BytesCount;
+
+fn main() {
+    divan::main();
+}
+
+/// `fn(u64) -> u64`, memoized by each library.
+mod scalar {
+    #[fleche::memoize]
+    pub(crate) fn fleche_f(x: u64) -> u64 {
+        x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    #[cached::macros::cached]
+    pub(crate) fn cached_f(x: u64) -> u64 {
+        x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+/// `fn(&str, &[u64]) -> Vec<u64>`, memoized by each library (`cached` needs an owned key).
+mod slices {
+    #[fleche::memoize]
+    pub(crate) fn fleche_g(label: &str, xs: &[u64]) -> Vec<u64> {
+        xs.iter().map(|x| x + label.len() as u64).collect()
+    }
+
+    #[cached::macros::cached(
+        key = "(String, Vec<u64>)",
+        convert = { (label.to_owned(), xs.to_vec()) }
+    )]
+    pub(crate) fn cached_g(label: &str, xs: &[u64]) -> Vec<u64> {
+        xs.iter().map(|x| x + label.len() as u64).collect()
+    }
+}
+
+const XS: [u64; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+
+#[divan::bench_group(name = "fn(u64) hit")]
+mod scalar_hit {
+    use super::*;
+
+    #[divan::bench]
+    fn fleche_memory(bencher: Bencher<'_, '_>) {
+        let cache = fleche::Cache::memory();
+        fleche::with_cache(&cache, || {
+            scalar::fleche_f(7);
+            bencher.bench_local(|| scalar::fleche_f(black_box(7)));
+        });
+    }
+
+    #[divan::bench]
+    fn cached_unbounded(bencher: Bencher<'_, '_>) {
+        scalar::cached_f(7);
+        bencher.bench_local(|| scalar::cached_f(black_box(7)));
+    }
+}
+
+#[divan::bench_group(name = "fn(u64) miss", max_time = 2)]
+mod scalar_miss {
+    use super::*;
+
+    static NEXT: AtomicU64 = AtomicU64::new(1 << 40);
+
+    #[divan::bench]
+    fn fleche_memory(bencher: Bencher<'_, '_>) {
+        let cache = fleche::Cache::memory();
+        fleche::with_cache(&cache, || {
+            bencher
+                .with_inputs(|| NEXT.fetch_add(1, Ordering::Relaxed))
+                .bench_local_values(scalar::fleche_f);
+        });
+    }
+
+    #[divan::bench]
+    fn cached_unbounded(bencher: Bencher<'_, '_>) {
+        bencher
+            .with_inputs(|| NEXT.fetch_add(1, Ordering::Relaxed))
+            .bench_local_values(scalar::cached_f);
+    }
+}
+
+#[divan::bench_group(name = "fn(&str, &[u64]) hit")]
+mod slices_hit {
+    use super::*;
+
+    #[divan::bench]
+    fn fleche_memory(bencher: Bencher<'_, '_>) {
+        let cache = fleche::Cache::memory();
+        fleche::with_cache(&cache, || {
+            slices::fleche_g("label", &XS);
+            bencher.bench_local(|| slices::fleche_g(black_box("label"), black_box(&XS)));
+        });
+    }
+
+    #[divan::bench]
+    fn cached_unbounded(bencher: Bencher<'_, '_>) {
+        slices::cached_g("label", &XS);
+        bencher.bench_local(|| slices::cached_g(black_box("label"), black_box(&XS)));
+    }
+}
+
+#[divan::bench_group(name = "fn(&str, &[u64]) miss", max_time = 2)]
+mod slices_miss {
+    use super::*;
+
+    static NEXT: AtomicU64 = AtomicU64::new(1 << 40);
+
+    fn input() -> [u64; 16] {
+        let mut xs = XS;
+        xs[0] = NEXT.fetch_add(1, Ordering::Relaxed);
+        xs
+    }
+
+    #[divan::bench]
+    fn fleche_memory(bencher: Bencher<'_, '_>) {
+        let cache = fleche::Cache::memory();
+        fleche::with_cache(&cache, || {
+            bencher
+                .with_inputs(input)
+                .bench_local_refs(|xs| slices::fleche_g("label", xs));
+        });
+    }
+
+    #[divan::bench]
+    fn cached_unbounded(bencher: Bencher<'_, '_>) {
+        bencher
+            .with_inputs(input)
+            .bench_local_refs(|xs| slices::cached_g("label", xs));
+    }
+}
+
+/// 64 MiB of `f64`: the key digest against raw blake3 of the same bytes.
+#[divan::bench_group(name = "digest of 64 MiB Vec<f64>", sample_count = 20, sample_size = 1)]
+mod bulk {
+    use super::*;
+
+    const LEN: usize = 64 * 1024 * 1024 / 8;
+
+    fn data() -> Vec<f64> {
+        (0..LEN).map(|i| i as f64 * 0.5).collect()
+    }
+
+    #[divan::bench]
+    fn raw_blake3(bencher: Bencher<'_, '_>) {
+        let v = data();
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        bencher
+            .counter(BytesCount::new(bytes.len()))
+            .bench_local(|| blake3::hash(black_box(&bytes)));
+    }
+
+    #[divan::bench]
+    fn fleche_digest(bencher: Bencher<'_, '_>) {
+        let v = data();
+        bencher
+            .counter(BytesCount::new(v.len() * 8))
+            .bench_local(|| fleche::digest(black_box(&v)));
+    }
+}

@@ -231,6 +231,29 @@ impl Cache {
             .map_err(|e| self.storage_error(e))
     }
 
+    /// Decodes the result of the call stored under `key` with `decode`, without copying the
+    /// stored bytes where the backend allows: the hit path. `Ok(None)` when nothing is stored.
+    pub(crate) fn visit_result<T>(
+        &self,
+        key: &Digest,
+        decode: &mut dyn FnMut(&Digest, &[u8]) -> T,
+    ) -> Result<Option<T>, Error> {
+        let Some(result) = self
+            .inner
+            .calls
+            .result_of(key)
+            .map_err(|e| self.storage_error(e))?
+        else {
+            return Ok(None);
+        };
+        let mut out = None;
+        self.inner
+            .values
+            .load_with(&result, &mut |bytes| out = Some(decode(&result, bytes)))
+            .map_err(|e| self.storage_error(e))?;
+        Ok(out)
+    }
+
     /// Stores an encoded result and its call record: the value first, so a record never points
     /// at a missing value.
     pub(crate) fn store(&self, bytes: &[u8], record: CallRecord) -> Result<(), Error> {

@@ -273,7 +273,7 @@ impl Call {
             return Lookup::Miss(self.pending(None));
         }
         loop {
-            if let Some((v, _)) = self.try_load(codec) {
+            if let Some((v, _)) = self.try_load(codec, false) {
                 return Lookup::Hit(v);
             }
             let join = match (self.asynchronous, self.cache.flights()) {
@@ -291,9 +291,11 @@ impl Call {
                 }
                 Join::Lead(mut lead) => {
                     // Another leader may have stored the result between our miss and our lead.
-                    return match self.try_load(codec) {
+                    return match self.try_load(codec, true) {
                         Some((v, bytes)) => {
-                            lead.succeed(Arc::from(bytes));
+                            if let Some(bytes) = bytes {
+                                lead.succeed(bytes);
+                            }
                             Lookup::Hit(v)
                         }
                         None => Lookup::Miss(self.pending(Some(lead))),
@@ -307,17 +309,21 @@ impl Call {
         Pending { call: self, lead }
     }
 
-    fn try_load<T>(&self, codec: &Codec<T>) -> Option<(T, Vec<u8>)> {
-        match self.cache.load_result_bytes(&self.key) {
+    /// The stored result, decoded; with a copy of its bytes when `keep_bytes` (for waiters).
+    fn try_load<T>(&self, codec: &Codec<T>, keep_bytes: bool) -> Option<(T, Option<Arc<[u8]>>)> {
+        let found = self.cache.visit_result(&self.key, &mut |value, bytes| {
+            codec
+                .decode(bytes, value)
+                .map(|v| (v, keep_bytes.then(|| Arc::from(bytes))))
+        });
+        match found {
             Ok(None) => None,
-            Ok(Some((value, bytes))) => match codec.decode(&bytes, &value) {
-                Ok(v) => Some((v, bytes)),
-                Err(e) => {
-                    tracing::warn!(function = self.info.name, key = %self.key, error = %e,
-                        "stored result unreadable; recomputing");
-                    None
-                }
-            },
+            Ok(Some(Ok(hit))) => Some(hit),
+            Ok(Some(Err(e))) => {
+                tracing::warn!(function = self.info.name, key = %self.key, error = %e,
+                    "stored result unreadable; recomputing");
+                None
+            }
             Err(e) => {
                 tracing::warn!(function = self.info.name, key = %self.key, error = %e,
                     "cache lookup failed; running uncached");

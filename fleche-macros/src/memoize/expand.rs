@@ -117,15 +117,18 @@ pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream 
         let b = &p.binding;
         Some(quote!(let #pat = #b;))
     });
+    // The body's statements are spliced after the destructuring of pattern parameters, in one
+    // block, so a single-expression body is not wrapped in redundant braces.
+    let stmts = &block.stmts;
     let run_body = if m.is_async {
         quote! {
             let __fleche_result: #full =
-                #pv::async_output::<#full, _>(async move { #(#destructure)* #block }).await;
+                #pv::async_output::<#full, _>(async move { #(#destructure)* #(#stmts)* }).await;
         }
     } else {
         quote! {
             #[allow(clippy::redundant_closure_call)]
-            let __fleche_result: #full = (move || -> #full { #(#destructure)* #block })();
+            let __fleche_result: #full = (move || -> #full { #(#destructure)* #(#stmts)* })();
         }
     };
     let new_call = if m.is_async {

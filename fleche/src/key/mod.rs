@@ -127,12 +127,17 @@ pub trait Key {
     }
 }
 
-const BUF: usize = 512;
+/// Large enough for the keys of typical calls (a few scalars and short strings) to reach blake3
+/// in one update; small enough to set up cheaply on every call.
+const BUF: usize = 256;
 
-/// The sink a [`Key`] writes its canonical encoding to: a blake3 hasher behind a small buffer, so
-/// the many tiny writes of a structured value cost little.
+/// The sink a [`Key`] writes its canonical encoding to: a small buffer in front of blake3, so
+/// the many tiny writes of a structured value cost little, and a short key (the common case: a
+/// few scalars) is hashed in one call without ever setting up an incremental hasher.
 pub struct KeyHasher {
-    inner: blake3::Hasher,
+    key: [u8; 32],
+    /// Created on the first flush: only keys longer than the buffer need it.
+    inner: Option<Box<blake3::Hasher>>,
     buf: [u8; BUF],
     len: usize,
 }
@@ -159,7 +164,8 @@ impl KeyHasher {
     /// A hasher in blake3 keyed mode.
     pub(crate) fn keyed(key: &[u8; 32]) -> Self {
         Self {
-            inner: blake3::Hasher::new_keyed(key),
+            key: *key,
+            inner: None,
             buf: [0; BUF],
             len: 0,
         }
@@ -181,19 +187,17 @@ impl KeyHasher {
 
     #[cold]
     fn write_slow(&mut self, bytes: &[u8]) {
-        self.flush();
+        let key = self.key;
+        let inner = self
+            .inner
+            .get_or_insert_with(|| Box::new(blake3::Hasher::new_keyed(&key)));
+        inner.update(&self.buf[..self.len]);
+        self.len = 0;
         if bytes.len() >= BUF {
-            self.inner.update(bytes);
+            inner.update(bytes);
         } else {
             self.buf[..bytes.len()].copy_from_slice(bytes);
             self.len = bytes.len();
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.len > 0 {
-            self.inner.update(&self.buf[..self.len]);
-            self.len = 0;
         }
     }
 
@@ -240,9 +244,16 @@ impl KeyHasher {
 
     /// Finishes and returns the digest.
     #[must_use]
-    pub fn finalize(mut self) -> Digest {
-        self.flush();
-        Digest::from_bytes(*self.inner.finalize().as_bytes())
+    pub fn finalize(self) -> Digest {
+        let tail = &self.buf[..self.len];
+        let hash = match self.inner {
+            None => blake3::keyed_hash(&self.key, tail),
+            Some(mut inner) => {
+                inner.update(tail);
+                inner.finalize()
+            }
+        };
+        Digest::from_bytes(*hash.as_bytes())
     }
 }
 
