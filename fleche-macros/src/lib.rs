@@ -15,13 +15,13 @@ mod normalize;
 
 use proc_macro::TokenStream;
 
-/// Memoizes a function: see `fleche::memoize` for the options and what is generated.
+/// Memoizes a function.
 #[proc_macro_attribute]
 pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
     memoize::memoize(attr.into(), item.into()).into()
 }
 
-/// Derives `fleche::Key` for a struct or enum: see `fleche::Key`.
+/// Derives `fleche::Key` for a struct or enum.
 #[proc_macro_derive(Key, attributes(key))]
 pub fn derive_key(item: TokenStream) -> TokenStream {
     derive_key::derive(item.into()).into()

@@ -55,7 +55,7 @@ pub enum Error {
 
 fn files_note(files: &[PathBuf]) -> String {
     if files.is_empty() {
-        " (no fleche.toml was found)".to_owned()
+        String::new()
     } else {
         let list: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
         format!(" (configuration read from {})", list.join(", "))

@@ -1,38 +1,4 @@
-//! Which cache a memoized call uses: the scope's, the sticky one, or the default.
-//!
-//! Precedence, first match wins:
-//!
-//! 1. the innermost [`with_cache`] scope on the calling thread;
-//! 2. the sticky cache set with [`set_cache`] (process-wide);
-//! 3. the default cache (this process's shared memory cache).
-//!
-//! # Threads
-//!
-//! A scope belongs to the thread that opened it. Work spawned on other threads (rayon,
-//! `std::thread::scope`, a thread pool) starts outside it; carry the cache over by capturing
-//! [`current_cache`] and opening a scope in each worker:
-//!
-//! ```
-//! use rayon::prelude::*;
-//!
-//! #[fleche::memoize]
-//! fn square(x: u64) -> u64 { x * x }
-//!
-//! # fn main() {
-//! let cache = fleche::Cache::memory();
-//! fleche::with_cache(&cache, || {
-//!     let here = fleche::current_cache();
-//!     let v: Vec<u64> = (0..8u64)
-//!         .into_par_iter()
-//!         .map(|x| fleche::with_cache(&here, || square(x)))
-//!         .collect();
-//!     assert_eq!(v[3], 9);
-//! });
-//! assert_eq!(cache.records().unwrap().len(), 8);
-//! # }
-//! ```
-//!
-//! A sticky cache needs no carrying: it is process-wide.
+//! Which cache a memoized call uses: see [`current_cache`].
 
 use std::cell::RefCell;
 use std::sync::{PoisonError, RwLock};
@@ -47,6 +13,45 @@ thread_local! {
 static STICKY: RwLock<Option<Cache>> = RwLock::new(None);
 
 /// The cache a memoized call made here and now would use.
+///
+/// Precedence, first match wins:
+///
+/// 1. the innermost [`with_cache`] scope on the calling thread;
+/// 2. the sticky cache set with [`set_cache`] (process-wide);
+/// 3. the default cache (this process's shared memory cache).
+///
+/// # Threads
+///
+/// A scope belongs to the thread that opened it. Work spawned on other threads (rayon,
+/// `std::thread::scope`, a thread pool) starts outside it; carry the cache over by capturing
+/// `current_cache()` and opening a scope in each worker:
+///
+/// ```
+/// use rayon::prelude::*;
+///
+/// #[fleche::memoize]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// # fn main() {
+/// let cache = fleche::Cache::memory();
+/// fleche::with_cache(&cache, || {
+///     let here = fleche::current_cache();
+///     let v: Vec<u64> = (0..8u64)
+///         .into_par_iter()
+///         .map(|x| fleche::with_cache(&here, || square(x)))
+///         .collect();
+///     assert_eq!(v[3], 9);
+///     std::thread::scope(|s| {
+///         s.spawn(|| fleche::with_cache(&here, || square(100)));
+///     });
+/// });
+/// assert_eq!(cache.records().unwrap().len(), 9);
+/// # }
+/// ```
+///
+/// A sticky cache needs no carrying: it is process-wide. Under rayon, a worker blocked inside a
+/// scope may run other queued tasks, which then see that scope; open a scope in every task, as
+/// above, rather than relying on the worker's state.
 #[must_use]
 pub fn current_cache() -> Cache {
     if let Some(c) = SCOPE.with(|s| s.borrow().clone()) {
