@@ -179,31 +179,8 @@ impl Cache {
     /// [`Error::Storage`] when a storage fails, [`Error::Decode`] when the stored value is not
     /// a `T`.
     pub fn load<T: DeserializeOwned>(&self, key: &Digest) -> Result<Option<T>, Error> {
-        let Some(bytes) = self.load_result_bytes(key)? else {
-            return Ok(None);
-        };
-        decode(&bytes.1, &bytes.0).map(Some)
-    }
-
-    /// The result digest and encoded bytes of the call stored under `key`.
-    pub(crate) fn load_result_bytes(
-        &self,
-        key: &Digest,
-    ) -> Result<Option<(Digest, Vec<u8>)>, Error> {
-        let Some(result) = self
-            .inner
-            .calls
-            .result_of(key)
-            .map_err(|e| self.storage_error(e))?
-        else {
-            return Ok(None);
-        };
-        let bytes = self
-            .inner
-            .values
-            .load(&result)
-            .map_err(|e| self.storage_error(e))?;
-        Ok(bytes.map(|b| (result, b)))
+        self.visit_result(key, &mut |value, bytes| decode(bytes, value))?
+            .transpose()
     }
 
     /// Removes the call stored under `key`; `true` if there was one. The value it referred to

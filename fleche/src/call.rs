@@ -500,11 +500,12 @@ impl<T> CallRef<T> {
     /// (with a warning).
     #[must_use]
     pub fn load(&self) -> Option<T> {
-        let loaded = self.cache.load_result_bytes(&self.key).and_then(|found| {
-            found
-                .map(|(value, bytes)| self.codec.decode(&bytes, &value))
-                .transpose()
-        });
+        let loaded = self
+            .cache
+            .visit_result(&self.key, &mut |value, bytes| {
+                self.codec.decode(bytes, value)
+            })
+            .and_then(Option::transpose);
         loaded.unwrap_or_else(|e| {
             tracing::warn!(function = self.info.name, key = %self.key, error = %e, "load failed");
             None

@@ -17,7 +17,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Pat, PatIdent, Type};
 
 use super::attr::Options;
-use super::check::Model;
+use super::check::{Model, Param};
 use crate::normalize::normalize;
 
 pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream {
@@ -73,23 +73,11 @@ pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream 
             #pv::FnInfo::new(#name_expr, #version, #code, &[#(#param_names),*]);
     };
 
-    // Generic instantiation: type parameters, `impl Trait` arguments, `Self`.
-    let type_args = {
-        let tys = m.type_params.iter().map(|t| quote!(#pv::type_name::<#t>()));
-        let impls = m
-            .params
-            .iter()
-            .filter(|p| p.impl_trait && !p.ignored)
-            .map(|p| {
-                let b = &p.binding;
-                quote!(#pv::type_name_of_val(&#b))
-            });
-        let this = m.in_impl.then(|| quote!(#pv::type_name::<Self>()));
-        quote!(&[#(#tys,)* #(#impls,)* #this])
-    };
+    let own_binding = |_: usize, p: &Param| p.binding.clone();
+    let type_args = type_args(m, &pv, own_binding);
 
     // Each hashed argument as `&dyn Key`: a non-`Key` type is reported once, at its type.
-    let refs = ArgRefs::new(m, &pv);
+    let refs = ArgRefs::new(m, &pv, own_binding);
     let arg_refs = &refs.lets;
     let key_stmts = refs.key_stmts(&pv);
     let value_entries = refs.value_entries(&pv);
@@ -165,9 +153,9 @@ pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream 
     };
 
     let helpers = if m.in_impl {
-        method_helper(m, &pv, &sig, &vis, &info_static, &type_args, &refs, stored)
+        method_helper(m, &pv, &sig, &vis, &info_static, stored)
     } else {
-        companion_module(m, &pv, &sig, &vis, &info_static, &type_args, stored, full)
+        companion_module(m, &pv, &sig, &vis, &info_static, stored, full)
     };
     quote! {
         #function
@@ -236,7 +224,9 @@ struct ArgRefs {
 }
 
 impl ArgRefs {
-    fn new(m: &Model, pv: &TokenStream) -> Self {
+    /// `binding(i, p)` names parameter `i` where the views are taken: its own name in the
+    /// function, `__fleche_argN` in the helpers.
+    fn new(m: &Model, pv: &TokenStream, binding: impl Fn(usize, &Param) -> Ident) -> Self {
         let mut lets = Vec::new();
         let mut views = Vec::new();
         if m.has_receiver {
@@ -248,7 +238,7 @@ impl ArgRefs {
         for (i, p) in m.params.iter().enumerate().filter(|(_, p)| !p.ignored) {
             let v = format_ident!("__fleche_key_{}", i);
             let ty = &p.ty;
-            let b = respan(&p.binding, ty);
+            let b = respan(&binding(i, p), ty);
             lets.push(quote_spanned!(key_span(ty)=> let #v: &dyn #pv::Key = &#b;));
             views.push((p.record_name.clone(), v));
         }
@@ -291,58 +281,34 @@ fn helper_params(m: &Model) -> (Vec<TokenStream>, Vec<Ident>) {
     (params, forward)
 }
 
-/// The helper views: same as [`ArgRefs`] but over the helper's parameter names.
-fn helper_refs(m: &Model, pv: &TokenStream) -> (Vec<TokenStream>, TokenStream) {
-    let mut lets = Vec::new();
-    let mut views = Vec::new();
-    if m.has_receiver {
-        let this = Ident::new("self", m.receiver_span);
-        lets.push(quote_spanned!(m.receiver_span=> let __fleche_key_self: &dyn #pv::Key = &#this;));
-        views.push(format_ident!("__fleche_key_self"));
-    }
-    for (i, p) in m.params.iter().enumerate().filter(|(_, p)| !p.ignored) {
-        let v = format_ident!("__fleche_key_{}", i);
-        let ty = &p.ty;
-        let b = respan(&format_ident!("__fleche_arg{}", i), ty);
-        lets.push(quote_spanned!(key_span(ty)=> let #v: &dyn #pv::Key = &#b;));
-        views.push(v);
-    }
-    for (i, c) in m.const_params.iter().enumerate() {
-        let v = format_ident!("__fleche_key_const{}", i);
-        lets.push(quote!(let #v: &dyn #pv::Key = &#c;));
-        views.push(v);
-    }
-    let closure = if views.is_empty() {
-        quote!(|_: &mut #pv::KeyHasher| {})
-    } else {
-        quote!(|__fleche_h: &mut #pv::KeyHasher| { #(#pv::Key::key(#views, __fleche_h);)* })
-    };
-    (lets, closure)
-}
-
-fn type_args_for_helpers(m: &Model, pv: &TokenStream) -> TokenStream {
+/// The generic instantiation: type parameters, `impl Trait` arguments (by their concrete type)
+/// and `Self`, named through `binding` as in [`ArgRefs::new`].
+fn type_args(m: &Model, pv: &TokenStream, binding: impl Fn(usize, &Param) -> Ident) -> TokenStream {
     let tys = m.type_params.iter().map(|t| quote!(#pv::type_name::<#t>()));
     let impls = m
         .params
         .iter()
         .enumerate()
         .filter(|(_, p)| p.impl_trait && !p.ignored)
-        .map(|(i, _)| {
-            let b = format_ident!("__fleche_arg{}", i);
+        .map(|(i, p)| {
+            let b = binding(i, p);
             quote!(#pv::type_name_of_val(&#b))
         });
     let this = m.in_impl.then(|| quote!(#pv::type_name::<Self>()));
     quote!(&[#(#tys,)* #(#impls,)* #this])
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How the helpers name the parameters.
+fn helper_binding(i: usize, _: &Param) -> Ident {
+    format_ident!("__fleche_arg{}", i)
+}
+
 fn companion_module(
     m: &Model,
     pv: &TokenStream,
     sig: &syn::Signature,
     vis: &syn::Visibility,
     info_static: &TokenStream,
-    _type_args: &TokenStream,
     stored: &Type,
     full: &Type,
 ) -> TokenStream {
@@ -350,8 +316,9 @@ fn companion_module(
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let (params, forward) = helper_params(m);
-    let (lets, key_closure) = helper_refs(m, pv);
-    let type_args = type_args_for_helpers(m, pv);
+    let refs = ArgRefs::new(m, pv, helper_binding);
+    let (lets, key_closure) = (&refs.lets, refs.key_stmts(pv));
+    let type_args = type_args(m, pv, helper_binding);
     let codec = codec_expr(pv.clone(), stored);
     // Generic arguments are forwarded explicitly: a parameter that appears only in the return
     // type cannot be inferred from the arguments.
@@ -440,15 +407,12 @@ fn companion_module(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn method_helper(
     m: &Model,
     pv: &TokenStream,
     sig: &syn::Signature,
     vis: &syn::Visibility,
     info_static: &TokenStream,
-    _type_args: &TokenStream,
-    _refs: &ArgRefs,
     stored: &Type,
 ) -> TokenStream {
     let name = &sig.ident;
@@ -456,8 +420,9 @@ fn method_helper(
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let (params, _) = helper_params(m);
-    let (lets, key_closure) = helper_refs(m, pv);
-    let type_args = type_args_for_helpers(m, pv);
+    let refs = ArgRefs::new(m, pv, helper_binding);
+    let (lets, key_closure) = (&refs.lets, refs.key_stmts(pv));
+    let type_args = type_args(m, pv, helper_binding);
     let codec = codec_expr(pv.clone(), stored);
     let receiver = m.has_receiver.then(|| quote!(&self,));
     let doc = format!(
