@@ -303,6 +303,20 @@ fn helper_binding(i: usize, _: &Param) -> Ident {
     format_ident!("__fleche_arg{}", i)
 }
 
+/// The body of a helper that returns the `CallRef` for its arguments (which are named by
+/// [`helper_binding`]).
+fn call_ref_body(m: &Model, pv: &TokenStream, stored: &Type) -> TokenStream {
+    let refs = ArgRefs::new(m, pv, helper_binding);
+    let lets = &refs.lets;
+    let key_closure = refs.key_stmts(pv);
+    let type_args = type_args(m, pv, helper_binding);
+    let codec = codec_expr(pv.clone(), stored);
+    quote! {
+        #(#lets)*
+        #pv::CallRef::new(&__FLECHE_INFO, #codec, #type_args, #key_closure)
+    }
+}
+
 fn companion_module(
     m: &Model,
     pv: &TokenStream,
@@ -316,10 +330,7 @@ fn companion_module(
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let (params, forward) = helper_params(m);
-    let refs = ArgRefs::new(m, pv, helper_binding);
-    let (lets, key_closure) = (&refs.lets, refs.key_stmts(pv));
-    let type_args = type_args(m, pv, helper_binding);
-    let codec = codec_expr(pv.clone(), stored);
+    let call_ref = call_ref_body(m, pv, stored);
     // Generic arguments are forwarded explicitly: a parameter that appears only in the return
     // type cannot be inferred from the arguments.
     let turbofish = {
@@ -363,8 +374,7 @@ fn companion_module(
 
             #[doc(hidden)]
             fn __fleche_call #generics (#(#params),*) -> #pv::CallRef<#store_ret> #where_clause {
-                #(#lets)*
-                #pv::CallRef::new(&__FLECHE_INFO, #codec, #type_args, #key_closure)
+                #call_ref
             }
 
             /// The call's lookup key.
@@ -420,10 +430,7 @@ fn method_helper(
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let (params, _) = helper_params(m);
-    let refs = ArgRefs::new(m, pv, helper_binding);
-    let (lets, key_closure) = (&refs.lets, refs.key_stmts(pv));
-    let type_args = type_args(m, pv, helper_binding);
-    let codec = codec_expr(pv.clone(), stored);
+    let call_ref = call_ref_body(m, pv, stored);
     let receiver = m.has_receiver.then(|| quote!(&self,));
     let doc = format!(
         "A handle on the stored call of [`Self::{name}`] with these arguments, in the active \
@@ -435,8 +442,7 @@ fn method_helper(
         #[allow(unused_variables, clippy::all)]
         #vis fn #helper #generics (#receiver #(#params),*) -> #pv::CallRef<#stored> #where_clause {
             #info_static
-            #(#lets)*
-            #pv::CallRef::new(&__FLECHE_INFO, #codec, #type_args, #key_closure)
+            #call_ref
         }
     }
 }
