@@ -222,6 +222,29 @@ impl<T> Codec<T> {
     }
 }
 
+/// Runs `f`, making the first memoized call it makes run its body without looking up or storing
+/// anything. Works for every memoized function, methods included.
+///
+/// ```
+/// #[fleche::memoize]
+/// fn now_ish(x: u64) -> u64 { x }
+///
+/// # fn main() {
+/// let c = fleche::Cache::memory();
+/// fleche::with_cache(&c, || fleche::uncached(|| now_ish(1)));
+/// assert!(c.records().unwrap().is_empty());
+/// # }
+/// ```
+pub fn uncached<R>(f: impl FnOnce() -> R) -> R {
+    with_mode(Mode::Uncached, f)
+}
+
+/// Runs `f`, making the first memoized call it makes recompute its result and store it over the
+/// stored one. Works for every memoized function, methods included.
+pub fn rerun<R>(f: impl FnOnce() -> R) -> R {
+    with_mode(Mode::Rerun, f)
+}
+
 /// One call of a memoized function, from its arguments' digest on.
 #[must_use]
 #[derive(Debug)]

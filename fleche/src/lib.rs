@@ -61,7 +61,7 @@ mod query;
 mod scope;
 
 pub use cache::{Cache, IntoCache, RESERVED_NAMES};
-pub use call::CallRef;
+pub use call::{CallRef, rerun, uncached};
 pub use error::Error;
 /// Memoizes a function: its results are looked up in, and stored to, the active [`Cache`].
 ///
@@ -179,62 +179,6 @@ pub mod storage {
     pub use fleche_storage::*;
 }
 
-/// Runs `f`, making the first memoized call it makes run its body without looking up or storing
-/// anything. Works for every memoized function, methods included.
-///
-/// ```
-/// #[fleche::memoize]
-/// fn now_ish(x: u64) -> u64 { x }
-///
-/// # fn main() {
-/// let c = fleche::Cache::memory();
-/// fleche::with_cache(&c, || fleche::uncached(|| now_ish(1)));
-/// assert!(c.records().unwrap().is_empty());
-/// # }
-/// ```
-pub fn uncached<R>(f: impl FnOnce() -> R) -> R {
-    call::with_mode(call::Mode::Uncached, f)
-}
-
-/// Runs `f`, making the first memoized call it makes recompute its result and store it over the
-/// stored one. Works for every memoized function, methods included.
-pub fn rerun<R>(f: impl FnOnce() -> R) -> R {
-    call::with_mode(call::Mode::Rerun, f)
-}
-
 /// Not public API: what the macros expand to.
 #[doc(hidden)]
-pub mod __private {
-    pub use crate::call::{
-        Call, CallRef, Codec, FnInfo, Lookup, Mode, NotStorable, Pending, Probe, Sealed, Storable,
-        ViaSerde, codec, set_mode,
-    };
-
-    /// The recorded arguments of a call.
-    #[inline]
-    pub fn args<const N: usize>(
-        entries: [(&'static str, crate::Value); N],
-    ) -> Vec<(&'static str, crate::Value)> {
-        Vec::from(entries)
-    }
-
-    /// The fields of a derived struct's queryable form.
-    #[inline]
-    pub fn fields<const N: usize>(entries: [(String, crate::Value); N]) -> crate::Value {
-        crate::Value::Struct(Vec::from(entries))
-    }
-    pub use crate::{Digest, Key, KeyHasher, Query, Value};
-    pub use core::any::{type_name, type_name_of_val};
-    pub use core::option::Option::{self, None, Some};
-    pub use core::result::Result::{Err, Ok};
-    pub use std::borrow::ToOwned;
-    pub use std::boxed::Box;
-    pub use std::string::String;
-    pub use std::vec::Vec;
-
-    /// Pins the output type of a memoized `async fn`'s body, so `?` in it infers.
-    #[inline(always)]
-    pub fn async_output<R, F: core::future::Future<Output = R>>(f: F) -> F {
-        f
-    }
-}
+pub mod __private;
