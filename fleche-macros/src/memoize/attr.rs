@@ -1,8 +1,9 @@
-//! The options of `#[memoize(..)]`.
+//! The options of `#[memoize(..)]`. Every option is checked, and every problem reported.
 
 use proc_macro2::{Span, TokenStream};
 use syn::parse::Parser;
-use syn::{LitInt, LitStr, Path};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Lit, LitStr, Meta, Path, Token};
 
 use crate::ctxt::Ctxt;
 
@@ -21,82 +22,93 @@ pub(crate) struct Options {
 const OPTIONS: &str = "`name = \"..\"`, `version = ..`, `hash_code`, `crate = path`";
 
 pub(crate) fn parse(cx: &mut Ctxt, attr: TokenStream) -> Options {
-    let mut name: Option<LitStr> = None;
-    let mut version: Option<String> = None;
-    let mut hash_code = false;
-    let mut krate: Option<Path> = None;
+    let mut options = Options {
+        name: None,
+        version: None,
+        hash_code: false,
+        krate: syn::parse_quote_spanned!(Span::call_site()=> ::fleche),
+    };
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
+        Ok(metas) => metas,
+        Err(e) => {
+            cx.push(e);
+            return options;
+        }
+    };
     let mut seen: Vec<String> = Vec::new();
-
-    let parser = syn::meta::parser(|meta| {
+    for meta in metas {
         let key = meta
-            .path
+            .path()
             .get_ident()
             .map(ToString::to_string)
             .unwrap_or_default();
-        if seen.contains(&key) {
-            return Err(meta.error(format_args!("duplicate option `{key}`: give it once")));
+        if !key.is_empty() && seen.contains(&key) {
+            cx.error(
+                meta.path(),
+                format_args!("duplicate option `{key}`: give it once"),
+            );
+            continue;
         }
+        seen.push(key.clone());
         match key.as_str() {
-            "name" => {
-                let lit: LitStr = meta.value()?.parse().map_err(|e| {
-                    syn::Error::new(e.span(), "`name` takes a string: `name = \"crate::fit\"`")
-                })?;
-                if lit.value().trim().is_empty() {
-                    return Err(syn::Error::new(lit.span(), "`name` must not be empty"));
+            "name" => match string_value(&meta) {
+                Some(lit) if lit.value().trim().is_empty() => {
+                    cx.error(&lit, "`name` must not be empty");
                 }
-                name = Some(lit);
-            }
-            "version" => {
-                let input = meta.value()?;
-                if input.peek(LitInt) {
-                    let lit: LitInt = input.parse()?;
-                    let n: u64 = lit.base10_parse().map_err(|_| {
-                        syn::Error::new(
-                            lit.span(),
-                            "`version` must be a non-negative integer or a string",
-                        )
-                    })?;
-                    version = Some(n.to_string());
-                } else if input.peek(LitStr) {
-                    let lit: LitStr = input.parse()?;
-                    version = Some(lit.value());
-                } else {
-                    return Err(input.error(
-                        "`version` takes an integer or a string: `version = 2` or `version = \"2b\"`",
-                    ));
-                }
-            }
+                Some(lit) => options.name = Some(lit),
+                None => cx.error(&meta, "`name` takes a string: `name = \"sweep.fit\"`"),
+            },
+            "version" => match value(&meta) {
+                Some(Expr::Lit(ExprLit {
+                    lit: Lit::Int(n), ..
+                })) => match n.base10_parse::<u64>() {
+                    Ok(v) => options.version = Some(v.to_string()),
+                    Err(_) => cx.error(n, "`version` must be a non-negative integer or a string"),
+                },
+                Some(Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                })) => options.version = Some(s.value()),
+                Some(other) => cx.error(
+                    other,
+                    "`version` takes an integer or a string: `version = 2` or `version = \"2b\"`",
+                ),
+                None => cx.error(&meta, "`version` takes a value: `version = 2`"),
+            },
             "hash_code" => {
-                if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
-                    return Err(meta.error("`hash_code` takes no value: write `hash_code`"));
-                }
-                hash_code = true;
-            }
-            "crate" => {
-                let path: Path = meta.value()?.parse()?;
-                krate = Some(path);
-            }
-            _ => {
-                let shown = if key.is_empty() {
-                    quote::ToTokens::to_token_stream(&meta.path).to_string()
+                if matches!(meta, Meta::Path(_)) {
+                    options.hash_code = true;
                 } else {
-                    key.clone()
-                };
-                return Err(meta.error(format_args!(
-                    "unknown option `{shown}`: #[memoize] takes {OPTIONS}"
-                )));
+                    cx.error(&meta, "`hash_code` takes no value: write `hash_code`");
+                }
+            }
+            "crate" => match value(&meta) {
+                Some(Expr::Path(p)) if p.qself.is_none() => options.krate = p.path.clone(),
+                _ => cx.error(&meta, "`crate` takes a path: `crate = my_reexport::fleche`"),
+            },
+            _ => {
+                let shown = quote::ToTokens::to_token_stream(meta.path()).to_string();
+                cx.error(
+                    meta.path(),
+                    format_args!("unknown option `{shown}`: #[memoize] takes {OPTIONS}"),
+                );
             }
         }
-        seen.push(key);
-        Ok(())
-    });
-    if let Err(e) = parser.parse2(attr) {
-        cx.push(e);
     }
-    Options {
-        name,
-        version,
-        hash_code,
-        krate: krate.unwrap_or_else(|| syn::parse_quote_spanned!(Span::call_site()=> ::fleche)),
+    options
+}
+
+fn value(meta: &Meta) -> Option<&Expr> {
+    match meta {
+        Meta::NameValue(nv) => Some(&nv.value),
+        _ => None,
+    }
+}
+
+fn string_value(meta: &Meta) -> Option<LitStr> {
+    match value(meta)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s.clone()),
+        _ => None,
     }
 }
