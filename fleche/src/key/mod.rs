@@ -19,6 +19,7 @@
 
 mod impls;
 mod serde_route;
+mod serde_value;
 
 use fleche_storage::{Digest, Value};
 

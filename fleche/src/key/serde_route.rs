@@ -10,6 +10,7 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
+use fleche_storage::Value;
 use serde::Serialize;
 use serde::ser;
 
@@ -63,6 +64,12 @@ impl<T> DerefMut for Serde<T> {
 impl<T: Serialize> Key for Serde<T> {
     fn key(&self, h: &mut KeyHasher) {
         key_serialize(&self.0, h);
+    }
+
+    /// The serialized structure (fields by name, maps sorted by key); the key digest if
+    /// serialization fails.
+    fn to_value(&self) -> Value {
+        super::serde_value::to_value(&self.0).unwrap_or_else(|| Value::Digest(super::digest(self)))
     }
 }
 

@@ -433,3 +433,40 @@ fn format_call_key_matches_the_documented_construction() {
         .to_string();
     assert_eq!(crate::macros::golden_call_digest(), expected);
 }
+
+#[test]
+fn serde_route_arguments_are_queryable() {
+    #[derive(Serialize)]
+    enum Mode {
+        Exact { tolerance: u32 },
+    }
+    #[derive(Serialize)]
+    struct Job {
+        name: String,
+        mode: Mode,
+        weights: Vec<f64>,
+        table: BTreeMap<String, u8>,
+    }
+    let job = Serde(Job {
+        name: "a".into(),
+        mode: Mode::Exact { tolerance: 3 },
+        weights: vec![0.5],
+        table: [("z".to_owned(), 1), ("a".to_owned(), 2)]
+            .into_iter()
+            .collect(),
+    });
+    let v = job.to_value();
+    assert_eq!(v.field("name"), Some(&fleche::Value::Str("a".into())));
+    assert_eq!(
+        v.field("weights"),
+        Some(&fleche::Value::Seq(vec![fleche::Value::Float(0.5)]))
+    );
+    assert_eq!(
+        v.field("mode").map(ToString::to_string).as_deref(),
+        Some("Exact({tolerance: 3})")
+    );
+    assert_eq!(
+        v.field("table").map(ToString::to_string).as_deref(),
+        Some("{\"a\": 2, \"z\": 1}")
+    );
+}
