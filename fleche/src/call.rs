@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
 use fleche_storage::{CallRecord, Digest, Value};
@@ -29,7 +29,13 @@ pub struct FnInfo {
     code: Option<&'static str>,
     params: &'static [&'static str],
     identity: OnceLock<Identity>,
+    /// Identities of generic instantiations (and methods, keyed by `Self`), computed once each.
+    instances: RwLock<Vec<(Vec<&'static str>, Identity)>>,
 }
+
+/// How many instantiations of one function keep their identity cached; more are recomputed on
+/// every call (correct, only slower).
+const MAX_INSTANCES: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 struct Identity {
@@ -54,6 +60,7 @@ impl FnInfo {
             code,
             params,
             identity: OnceLock::new(),
+            instances: RwLock::new(Vec::new()),
         }
     }
 
@@ -63,14 +70,30 @@ impl FnInfo {
         self.name
     }
 
-    fn identity(&self, type_args: &[&str]) -> Identity {
+    fn identity(&self, type_args: &[&'static str]) -> Identity {
         if type_args.is_empty() {
-            *self
+            return *self
                 .identity
-                .get_or_init(|| self.compute_identity(type_args))
-        } else {
-            self.compute_identity(type_args)
+                .get_or_init(|| self.compute_identity(type_args));
         }
+        let known = self
+            .instances
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find_map(|(args, id)| (args.as_slice() == type_args).then_some(*id));
+        if let Some(id) = known {
+            return id;
+        }
+        let id = self.compute_identity(type_args);
+        let mut instances = self
+            .instances
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if instances.len() < MAX_INSTANCES && !instances.iter().any(|(a, _)| a == type_args) {
+            instances.push((type_args.to_vec(), id));
+        }
+        id
     }
 
     /// `digest(("fleche.fn", name, version, code, type_args))` (`docs/format.md`, "Call keys").
@@ -563,4 +586,39 @@ impl<T> CallRef<T> {
 pub trait Storable: Sized {
     /// Never called.
     fn unreachable() -> Codec<Self>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static INFO: FnInfo = FnInfo::new("tests::f", Some("1"), None, &["x"]);
+
+    #[test]
+    fn instantiation_identities_are_cached_and_distinct() {
+        let a = INFO.identity(&["u8"]);
+        let b = INFO.identity(&["u64"]);
+        assert_ne!(a.key, b.key);
+        assert_eq!(INFO.identity(&["u8"]).key, a.key);
+        assert_eq!(INFO.compute_identity(&["u8"]).key, a.key);
+        let cached = INFO.instances.read().map(|v| v.len()).unwrap_or_default();
+        assert_eq!(cached, 2);
+        assert_ne!(INFO.identity(&[]).key, a.key);
+    }
+
+    #[test]
+    fn instantiation_cache_is_bounded() {
+        static MANY: FnInfo = FnInfo::new("tests::many", None, None, &[]);
+        let names: Vec<&'static str> = (0..MAX_INSTANCES + 10)
+            .map(|i| &*Box::leak(format!("T{i}").into_boxed_str()))
+            .collect();
+        for n in &names {
+            MANY.identity(&[n]);
+        }
+        let cached = MANY.instances.read().map(|v| v.len()).unwrap_or_default();
+        assert_eq!(cached, MAX_INSTANCES);
+        // Past the bound, identities are still right.
+        let last = names[names.len() - 1];
+        assert_eq!(MANY.identity(&[last]).key, MANY.compute_identity(&[last]).key);
+    }
 }
