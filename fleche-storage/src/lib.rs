@@ -15,9 +15,11 @@
 //! |---|---|---|---|
 //! | [`memory`] | [`MemoryValues`] | [`MemoryCalls`] | per process, shared by clones |
 //! | [`void`] | [`VoidValues`] | [`VoidCalls`] | stores nothing; every load misses |
+//! | [`file`] (`msgpack`) | [`FileValues`] | [`FileCalls`] | one file per entry; shared between processes |
 
 mod digest;
 mod error;
+pub mod file;
 pub mod memory;
 mod record;
 mod traits;
@@ -26,6 +28,8 @@ pub mod void;
 
 pub use digest::{Digest, DigestBuildHasher, DigestHasher, ParseDigestError};
 pub use error::StorageError;
+pub use file::envelope::SigningKey;
+pub use file::{FileCalls, FileOptions, FileValues};
 pub use memory::{MemoryCalls, MemoryValues};
 pub use record::CallRecord;
 pub use traits::{CallStorage, ValueStorage};

@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use std::path::Path;
+
 use fleche_storage::{
-    CallRecord, CallStorage, Digest, DigestBuildHasher, MemoryCalls, MemoryValues, StorageError,
-    ValueStorage, VoidCalls, VoidValues,
+    CallRecord, CallStorage, Digest, DigestBuildHasher, FileCalls, FileOptions, FileValues,
+    MemoryCalls, MemoryValues, StorageError, ValueStorage, VoidCalls, VoidValues,
 };
 use serde::de::DeserializeOwned;
 
@@ -86,6 +88,40 @@ impl Cache {
                 flights: Some(Flights::default()),
             }),
         }
+    }
+
+    /// A cache of files under `root`: values in `root/values`, call records in `root/calls`, one
+    /// file per entry (the `msgpack` backend; layout in `docs/format.md`). Several processes may
+    /// use the same root at once.
+    ///
+    /// ```
+    /// use fleche::storage::FileOptions;
+    ///
+    /// #[fleche::memoize]
+    /// fn cube(x: u64) -> u64 { x * x * x }
+    ///
+    /// # fn main() -> Result<(), fleche::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let first = fleche::Cache::msgpack(dir.path(), FileOptions::new().compress(3))?;
+    /// fleche::with_cache(&first, || cube(3));
+    /// // Another handle, as another process would open it, sees the stored call.
+    /// let second = fleche::Cache::msgpack(dir.path(), FileOptions::new())?;
+    /// assert!(fleche::with_cache(&second, || cube::contains(3)));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] when the directories cannot be created.
+    pub fn msgpack(root: impl AsRef<Path>, options: FileOptions) -> Result<Self, Error> {
+        let root = root.as_ref();
+        let storage = |source| Error::Storage {
+            cache: root.display().to_string(),
+            source,
+        };
+        let values = FileValues::open(root.join("values"), options.clone()).map_err(storage)?;
+        let calls = FileCalls::open(root.join("calls"), options).map_err(storage)?;
+        Ok(Self::from_storages("msgpack", values, calls))
     }
 
     /// The cache called `name`.

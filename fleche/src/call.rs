@@ -619,6 +619,9 @@ mod tests {
         assert_eq!(cached, MAX_INSTANCES);
         // Past the bound, identities are still right.
         let last = names[names.len() - 1];
-        assert_eq!(MANY.identity(&[last]).key, MANY.compute_identity(&[last]).key);
+        assert_eq!(
+            MANY.identity(&[last]).key,
+            MANY.compute_identity(&[last]).key
+        );
     }
 }

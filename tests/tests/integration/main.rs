@@ -4,6 +4,7 @@
 // Tests exercise panics on purpose.
 #![allow(clippy::panic)]
 
+mod files;
 mod keys;
 mod macros;
 mod runtime;

@@ -1,0 +1,543 @@
+//! The `msgpack` backend: one file per entry under a root directory.
+//!
+//! Layout: an entry with digest `abcdef…` lives at `root/ab/cd/abcdef…` (two levels of fan-out,
+//! 65 536 directories, so a million entries leave about fifteen files per directory). Every file
+//! is an [envelope](envelope): magic, format version, flags, lengths and a blake3 checksum (or a
+//! keyed MAC when signing keys are configured), then the MessagePack payload, zstd-compressed when
+//! `compress` is on. Compression and signatures are detected on read whatever the settings.
+//!
+//! Writes go to a temporary file in the entry's directory and are renamed into place, so readers
+//! (in this or any other process) see either the old entry or the new one, never a partial one.
+//! With `durable`, the file and its directory are fsync'ed before the write returns.
+//!
+//! Directories are created with mode `0700` on Unix: caches often hold private data.
+
+pub mod envelope;
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
+use envelope::{EnvelopeError, SigningKey};
+
+/// Settings of a file backend.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct FileOptions {
+    /// Compress new entries with zstd at this level (1–22; 3 is zstd's default). Entries are read
+    /// whatever their compression.
+    pub compress: Option<i32>,
+    /// Signing keys: new entries are signed with the first; an entry verifies with any. When
+    /// empty, entries carry a plain checksum and signed entries are refused.
+    pub keys: Vec<SigningKey>,
+    /// fsync every written file and its directory before a save returns.
+    pub durable: bool,
+}
+
+impl FileOptions {
+    /// Uncompressed, unsigned, not durable.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Compress new entries with zstd at `level`.
+    #[must_use]
+    pub fn compress(mut self, level: i32) -> Self {
+        self.compress = Some(level);
+        self
+    }
+
+    /// Sign with `keys` (the first signs; any verifies).
+    #[must_use]
+    pub fn keys(mut self, keys: Vec<SigningKey>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// fsync before a save returns.
+    #[must_use]
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+}
+
+/// A directory of enveloped entries named by digest: what both file storages are built on.
+#[derive(Debug, Clone)]
+struct EntryDir {
+    root: PathBuf,
+    options: FileOptions,
+}
+
+fn io_error(path: &Path, source: io::Error) -> StorageError {
+    StorageError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Creates `dir` and its missing parents, private to the user on Unix.
+fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| io_error(dir, e))
+}
+
+impl EntryDir {
+    fn open(root: &Path, options: FileOptions) -> Result<Self, StorageError> {
+        create_private_dir(root)?;
+        Ok(Self {
+            root: root.to_owned(),
+            options,
+        })
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.root.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn corrupt(&self, digest: &Digest, reason: impl ToString) -> StorageError {
+        StorageError::Corrupt {
+            location: self.location(),
+            digest: *digest,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The payload stored under `digest`.
+    fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.path(digest);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        envelope::open(&bytes, &self.options.keys)
+            .map(Some)
+            .map_err(|e: EnvelopeError| self.corrupt(digest, format!("{}: {e}", path.display())))
+    }
+
+    /// Writes `payload` under `digest` atomically: temporary file, then rename.
+    fn write(&self, digest: &Digest, payload: &[u8]) -> Result<(), StorageError> {
+        let path = self.path(digest);
+        let dir = path.parent().unwrap_or(&self.root);
+        create_private_dir(dir)?;
+        let sealed = envelope::seal(payload, self.options.compress, self.options.keys.first())
+            .map_err(|message| StorageError::Backend {
+                location: self.location(),
+                message: format!("cannot compress entry {digest}: {message}"),
+            })?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(|e| io_error(dir, e))?;
+        tmp.write_all(&sealed)
+            .map_err(|e| io_error(tmp.path(), e))?;
+        if self.options.durable {
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| io_error(tmp.path(), e))?;
+        }
+        tmp.persist(&path).map_err(|e| io_error(&path, e.error))?;
+        if self.options.durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    fn exists(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let path = self.path(digest);
+        path.try_exists().map_err(|e| io_error(&path, e))
+    }
+
+    fn remove(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let path = self.path(digest);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    /// Every entry's digest, read from the file names; temporary and foreign files are skipped.
+    fn digests(&self) -> Result<Vec<Digest>, StorageError> {
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(&self.root).min_depth(3).max_depth(3) {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let path = e
+                        .path()
+                        .map(Path::to_owned)
+                        .unwrap_or_else(|| self.root.clone());
+                    match e.into_io_error() {
+                        Some(io) if io.kind() == io::ErrorKind::NotFound => continue,
+                        Some(io) => return Err(io_error(&path, io)),
+                        None => continue,
+                    }
+                }
+            };
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Digest>().ok())
+            {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<(), StorageError> {
+    Ok(())
+}
+
+/// Values stored one file per value under a root directory.
+#[derive(Debug, Clone)]
+pub struct FileValues {
+    dir: EntryDir,
+}
+
+impl FileValues {
+    /// The store rooted at `root`, created if missing.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Io`] when the directory cannot be created.
+    pub fn open(root: impl AsRef<Path>, options: FileOptions) -> Result<Self, StorageError> {
+        Ok(Self {
+            dir: EntryDir::open(root.as_ref(), options)?,
+        })
+    }
+
+    /// The file an entry is (or would be) stored in.
+    #[must_use]
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
+        self.dir.path(digest)
+    }
+}
+
+impl ValueStorage for FileValues {
+    fn load(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        self.dir.read(digest)
+    }
+
+    fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
+        self.dir.write(digest, bytes)
+    }
+
+    fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
+        self.dir.exists(digest)
+    }
+
+    fn evict(&self, digest: &Digest) -> Result<bool, StorageError> {
+        self.dir.remove(digest)
+    }
+
+    fn digests(&self) -> Result<Vec<Digest>, StorageError> {
+        self.dir.digests()
+    }
+}
+
+/// Call records stored one file per call under a root directory, as MessagePack with named
+/// fields.
+#[derive(Debug, Clone)]
+pub struct FileCalls {
+    dir: EntryDir,
+}
+
+impl FileCalls {
+    /// The store rooted at `root`, created if missing.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Io`] when the directory cannot be created.
+    pub fn open(root: impl AsRef<Path>, options: FileOptions) -> Result<Self, StorageError> {
+        Ok(Self {
+            dir: EntryDir::open(root.as_ref(), options)?,
+        })
+    }
+
+    /// The file a record is (or would be) stored in.
+    #[must_use]
+    pub fn path_of(&self, key: &Digest) -> PathBuf {
+        self.dir.path(key)
+    }
+}
+
+impl CallStorage for FileCalls {
+    fn result_of(&self, key: &Digest) -> Result<Option<Digest>, StorageError> {
+        Ok(self.load(key)?.map(|r| r.result))
+    }
+
+    fn load(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
+        let Some(payload) = self.dir.read(key)? else {
+            return Ok(None);
+        };
+        let record: CallRecord = rmp_serde::from_slice(&payload).map_err(|e| {
+            self.dir
+                .corrupt(key, format!("undecodable call record: {e}"))
+        })?;
+        if record.key != *key {
+            return Err(self
+                .dir
+                .corrupt(key, format!("file holds the record of {}", record.key)));
+        }
+        Ok(Some(record))
+    }
+
+    fn save(&self, record: CallRecord) -> Result<(), StorageError> {
+        let payload = rmp_serde::to_vec_named(&record).map_err(|e| StorageError::Backend {
+            location: self.dir.location(),
+            message: format!("cannot encode call record {}: {e}", record.key),
+        })?;
+        self.dir.write(&record.key, &payload)
+    }
+
+    fn evict(&self, key: &Digest) -> Result<bool, StorageError> {
+        self.dir.remove(key)
+    }
+
+    /// Every readable record; unreadable ones are skipped with a warning.
+    fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
+        let mut out = Vec::new();
+        for key in self.dir.digests()? {
+            match self.load(&key) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable call record"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::Value;
+
+    fn d(b: u8) -> Digest {
+        Digest::from_bytes([b; 32])
+    }
+
+    fn record(key: u8, result: u8) -> CallRecord {
+        let mut r = CallRecord::new(d(key), "m::f", d(result));
+        r.version = Some("2".into());
+        r.arguments = vec![
+            ("x".into(), Value::Int(-3)),
+            ("big".into(), Value::UInt(u128::MAX)),
+            (
+                "s".into(),
+                Value::Struct(vec![("a".into(), Value::Float(0.5))]),
+            ),
+        ];
+        let mut meta = BTreeMap::new();
+        meta.insert(
+            "runtime".to_owned(),
+            Value::Struct(vec![("wall_time".into(), Value::Float(1.5))]),
+        );
+        r.metadata = meta;
+        r
+    }
+
+    #[test]
+    fn values_round_trip_with_fan_out() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let v = FileValues::open(tmp.path().join("values"), FileOptions::new())?;
+        assert_eq!(v.load(&d(0xab))?, None);
+        v.save(&d(0xab), b"bytes")?;
+        assert_eq!(v.load(&d(0xab))?.as_deref(), Some(&b"bytes"[..]));
+        let path = v.path_of(&d(0xab));
+        let rel = path
+            .strip_prefix(tmp.path())
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        assert_eq!(rel, Path::new("values/ab/ab").join(d(0xab).to_hex()));
+        assert!(v.contains(&d(0xab))?);
+        assert_eq!(v.digests()?, vec![d(0xab)]);
+        assert!(v.evict(&d(0xab))?);
+        assert!(!v.evict(&d(0xab))?);
+        assert!(v.digests()?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn records_round_trip() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let c = FileCalls::open(tmp.path(), FileOptions::new().compress(3))?;
+        c.save(record(1, 2))?;
+        assert_eq!(c.load(&d(1))?, Some(record(1, 2)));
+        assert_eq!(c.result_of(&d(1))?, Some(d(2)));
+        c.save(record(1, 3))?;
+        assert_eq!(
+            c.records()?,
+            vec![record(1, 3)],
+            "overwrite keeps one record (C07)"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn compression_is_detected_on_read() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let compressed = FileValues::open(tmp.path(), FileOptions::new().compress(19))?;
+        let plain = FileValues::open(tmp.path(), FileOptions::new())?;
+        let data = vec![7u8; 10_000];
+        compressed.save(&d(1), &data)?;
+        plain.save(&d(2), &data)?;
+        assert_eq!(plain.load(&d(1))?, Some(data.clone()));
+        assert_eq!(compressed.load(&d(2))?, Some(data.clone()));
+        let size = |p: PathBuf| fs::metadata(&p).map(|m| m.len()).unwrap_or_default();
+        assert!(size(compressed.path_of(&d(1))) < size(plain.path_of(&d(2))) / 10);
+        Ok(())
+    }
+
+    #[test]
+    fn damaged_files_are_corrupt_not_panics() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let v = FileValues::open(tmp.path().join("v"), FileOptions::new())?;
+        let c = FileCalls::open(tmp.path().join("c"), FileOptions::new())?;
+        v.save(&d(1), b"value bytes")?;
+        c.save(record(1, 1))?;
+        type Damage = fn(&mut Vec<u8>);
+        let damage: [(&str, Damage); 3] = [
+            ("truncated", |b| b.truncate(b.len() / 2)),
+            ("empty", Vec::clear),
+            ("garbage", |b| {
+                b.iter_mut()
+                    .for_each(|x| *x = x.wrapping_mul(31).wrapping_add(7))
+            }),
+        ];
+        for (what, f) in damage {
+            for path in [v.path_of(&d(1)), c.path_of(&d(1))] {
+                let mut bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;
+                let good = bytes.clone();
+                f(&mut bytes);
+                fs::write(&path, &bytes).map_err(|e| io_error(&path, e))?;
+                let loaded = if path.starts_with(tmp.path().join("v")) {
+                    v.load(&d(1)).map(|_| ())
+                } else {
+                    c.load(&d(1)).map(|_| ())
+                };
+                assert!(
+                    matches!(loaded, Err(StorageError::Corrupt { .. })),
+                    "{what} {}: {loaded:?}",
+                    path.display()
+                );
+                fs::write(&path, &good).map_err(|e| io_error(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_record_under_the_wrong_name_is_corrupt() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let c = FileCalls::open(tmp.path(), FileOptions::new())?;
+        c.save(record(1, 1))?;
+        let (from, to) = (c.path_of(&d(1)), c.path_of(&d(2)));
+        if let Some(parent) = to.parent() {
+            create_private_dir(parent)?;
+        }
+        fs::copy(&from, &to).map_err(|e| io_error(&to, e))?;
+        assert!(matches!(c.load(&d(2)), Err(StorageError::Corrupt { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn key_rotation() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let old = SigningKey::from_secret(b"old secret");
+        let new = SigningKey::from_secret(b"new secret");
+        let writer_old = FileValues::open(tmp.path(), FileOptions::new().keys(vec![old.clone()]))?;
+        writer_old.save(&d(1), b"one")?;
+        let rotated =
+            FileValues::open(tmp.path(), FileOptions::new().keys(vec![new.clone(), old]))?;
+        assert_eq!(rotated.load(&d(1))?.as_deref(), Some(&b"one"[..]));
+        rotated.save(&d(2), b"two")?;
+        let only_new = FileValues::open(tmp.path(), FileOptions::new().keys(vec![new]))?;
+        assert_eq!(
+            only_new.load(&d(2))?.as_deref(),
+            Some(&b"two"[..]),
+            "writes use the first key"
+        );
+        assert!(matches!(
+            only_new.load(&d(1)),
+            Err(StorageError::Corrupt { .. })
+        ));
+        let unsigned = FileValues::open(tmp.path(), FileOptions::new())?;
+        assert!(matches!(
+            unsigned.load(&d(2)),
+            Err(StorageError::Corrupt { .. })
+        ));
+        unsigned.save(&d(3), b"three")?;
+        assert!(
+            matches!(only_new.load(&d(3)), Err(StorageError::Corrupt { .. })),
+            "unsigned entries are refused when keys are set"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn listing_skips_temporary_and_foreign_files() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let v = FileValues::open(tmp.path(), FileOptions::new())?;
+        v.save(&d(1), b"x")?;
+        let dir = v
+            .path_of(&d(1))
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        fs::write(dir.join(".tmp-abc"), b"partial").map_err(|e| io_error(&dir, e))?;
+        fs::write(dir.join("notes.txt"), b"hi").map_err(|e| io_error(&dir, e))?;
+        assert_eq!(v.digests()?, vec![d(1)]);
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directories_are_private() -> Result<(), StorageError> {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let root = tmp.path().join("cache");
+        let v = FileValues::open(&root, FileOptions::new().durable(true))?;
+        v.save(&d(1), b"x")?;
+        let fan = v
+            .path_of(&d(1))
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        for dir in [root, fan] {
+            let mode = fs::metadata(&dir)
+                .map_err(|e| io_error(&dir, e))?
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+        }
+        Ok(())
+    }
+}
