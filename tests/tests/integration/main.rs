@@ -7,6 +7,7 @@
 mod files;
 mod keys;
 mod macros;
+mod processes;
 mod runtime;
 mod support;
 mod ui;

@@ -1,0 +1,75 @@
+//! A helper process for the multi-process tests (S03, S07): it memoizes functions into a file
+//! cache whose root is given on the command line.
+//!
+//! ```text
+//! fleche-stress sweep ROOT N SEED     call square(i) for i in 0..N, in an order set by SEED
+//! fleche-stress write-forever ROOT    store one entry, print "ready", then store large ones until killed
+//! ```
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use fleche::storage::FileOptions;
+use fleche::{Cache, memoize, with_cache};
+
+#[memoize(name = "stress.square")]
+fn square(i: u64) -> u64 {
+    i * i
+}
+
+#[memoize(name = "stress.block")]
+fn block(i: u64) -> Vec<f64> {
+    // 4 MiB of data per entry, so a kill lands in the middle of a write.
+    (0..512 * 1024)
+        .map(|j| (i * 1_000_003 + j) as f64)
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleche-stress: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let arg = |i: usize| {
+        args.get(i)
+            .ok_or_else(|| format!("missing argument {i}: see the usage"))
+    };
+    let cache = Cache::msgpack(arg(2)?, FileOptions::new()).map_err(|e| e.to_string())?;
+    match arg(1)?.as_str() {
+        "sweep" => {
+            let n: u64 = arg(3)?.parse().map_err(|e| format!("N: {e}"))?;
+            let seed: u64 = arg(4)?.parse().map_err(|e| format!("SEED: {e}"))?;
+            // A permutation of 0..n: multiplication by an odd number modulo a power of two.
+            let span = n.next_power_of_two();
+            let order = (0..span)
+                .map(|i| (i.wrapping_mul(2 * seed + 1).wrapping_add(seed)) % span)
+                .filter(|&i| i < n);
+            with_cache(&cache, || {
+                for i in order {
+                    if square(i) != i * i {
+                        return Err(format!("wrong result for {i}"));
+                    }
+                }
+                Ok(())
+            })
+        }
+        "write-forever" => with_cache(&cache, || {
+            block(0);
+            let mut out = std::io::stdout();
+            writeln!(out, "ready").map_err(|e| e.to_string())?;
+            out.flush().map_err(|e| e.to_string())?;
+            for i in 1.. {
+                block(i);
+            }
+            Ok(())
+        }),
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
