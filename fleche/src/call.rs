@@ -453,7 +453,7 @@ impl Sealed {
             start,
             ..
         } = self;
-        if call.mode == Mode::Uncached {
+        if call.mode == Mode::Uncached || !call.cache.accepts_writes() {
             return value;
         }
         let bytes = match (codec.encode)(&value) {

@@ -31,6 +31,14 @@ pub enum Error {
         #[source]
         source: StorageError,
     },
+    /// Caches that cannot be combined that way (a stack inside a stack, an empty pool, ...).
+    #[error("cache `{cache}`: {message}")]
+    Composition {
+        /// The cache being built or changed.
+        cache: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A result could not be encoded for storage.
     #[error("cannot encode the result of `{function}` (call {key}): {message}")]
     Encode {

@@ -60,7 +60,7 @@ mod metadata;
 mod query;
 mod scope;
 
-pub use cache::{Cache, IntoCache, RESERVED_NAMES};
+pub use cache::{Cache, EvictionPolicy, Fifo, IntoCache, Lru, RESERVED_NAMES, Transfer};
 pub use call::{CallRef, rerun, uncached};
 pub use error::Error;
 /// Memoizes a function: its results are looked up in, and stored to, the active [`Cache`].

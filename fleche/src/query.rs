@@ -70,6 +70,11 @@ impl Query {
     /// [`Error::Storage`] when the calls storage fails.
     pub fn records(&self) -> Result<Vec<CallRecord>, Error> {
         let cache = self.cache.clone().unwrap_or_else(current_cache);
+        self.records_in(&cache)
+    }
+
+    /// The matching records of `cache` (ignoring [`in_cache`](Query::in_cache)), oldest first.
+    pub(crate) fn records_in(&self, cache: &Cache) -> Result<Vec<CallRecord>, Error> {
         let mut records: Vec<CallRecord> = cache
             .records()?
             .into_iter()

@@ -6,6 +6,7 @@
 
 mod files;
 mod keys;
+mod kinds;
 mod macros;
 mod processes;
 mod runtime;

@@ -1,0 +1,141 @@
+//! One values storage and one calls storage, with the read-only and size-limit wrappers: the unit
+//! that caches, stacks and pools are made of.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use fleche_storage::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
+
+use super::eviction::EvictionPolicy;
+use super::lock;
+
+/// A values storage and a calls storage, possibly read-only or size-limited.
+pub(crate) struct Layer {
+    pub(crate) values: Arc<dyn ValueStorage>,
+    pub(crate) calls: Arc<dyn CallStorage>,
+    pub(crate) read_only: bool,
+    pub(crate) limit: Option<Arc<Limit>>,
+    /// Where errors say they happened.
+    pub(crate) location: String,
+}
+
+impl fmt::Debug for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layer")
+            .field("values", &self.values)
+            .field("calls", &self.calls)
+            .field("read_only", &self.read_only)
+            .field("max_size", &self.limit.as_ref().map(|l| l.max))
+            .finish()
+    }
+}
+
+/// At most `max` call records; the policy picks what goes.
+pub(crate) struct Limit {
+    pub(crate) max: usize,
+    state: Mutex<LimitState>,
+}
+
+struct LimitState {
+    /// Whether the records already in the storage have been registered with the policy.
+    loaded: bool,
+    policy: Box<dyn EvictionPolicy>,
+}
+
+impl Limit {
+    pub(crate) fn new(max: usize, policy: Box<dyn EvictionPolicy>) -> Self {
+        Self {
+            max,
+            state: Mutex::new(LimitState {
+                loaded: false,
+                policy,
+            }),
+        }
+    }
+}
+
+impl Layer {
+    fn rejected(&self, operation: &'static str) -> StorageError {
+        StorageError::Rejected {
+            location: self.location.clone(),
+            operation,
+        }
+    }
+
+    /// The result digest of `key`, counting as a use for the eviction policy.
+    pub(crate) fn result_of(&self, key: &Digest) -> Result<Option<Digest>, StorageError> {
+        let found = self.calls.result_of(key)?;
+        if let (Some(_), Some(limit)) = (found, &self.limit) {
+            lock(&limit.state).policy.touch(key);
+        }
+        Ok(found)
+    }
+
+    /// Stores a value and then its record, so a record never points at a missing value; then
+    /// evicts past the size limit.
+    pub(crate) fn store(&self, bytes: &[u8], record: CallRecord) -> Result<(), StorageError> {
+        if self.read_only {
+            return Err(self.rejected("save"));
+        }
+        let key = record.key;
+        self.values.save(&record.result, bytes)?;
+        match &self.limit {
+            None => self.calls.save(record),
+            Some(limit) => {
+                let mut state = lock(&limit.state);
+                if !state.loaded {
+                    let mut existing = self.calls.records()?;
+                    // The oldest first, so they are the first to go.
+                    existing.sort_by(|a, b| start_of(a).total_cmp(&start_of(b)));
+                    for r in existing {
+                        state.policy.insert(r.key);
+                    }
+                    state.loaded = true;
+                }
+                self.calls.save(record)?;
+                state.policy.insert(key);
+                while state.policy.len() > limit.max {
+                    let Some(victim) = state.policy.victim() else {
+                        break;
+                    };
+                    self.calls.evict(&victim)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn evict(&self, key: &Digest) -> Result<bool, StorageError> {
+        if self.read_only {
+            return Err(self.rejected("evict"));
+        }
+        let removed = self.calls.evict(key)?;
+        if let Some(limit) = &self.limit {
+            lock(&limit.state).policy.remove(key);
+        }
+        Ok(removed)
+    }
+
+    /// The record under `key` and its value's bytes, when both are there.
+    pub(crate) fn entry(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<(CallRecord, Vec<u8>)>, StorageError> {
+        let Some(record) = self.calls.load(key)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .values
+            .load(&record.result)?
+            .map(|bytes| (record, bytes)))
+    }
+}
+
+/// When a record's call started, in seconds since the epoch (0 when unknown).
+fn start_of(r: &CallRecord) -> f64 {
+    r.metadata
+        .get("runtime")
+        .and_then(|v| v.field("start"))
+        .and_then(fleche_storage::Value::as_f64)
+        .unwrap_or(0.0)
+}
