@@ -1,11 +1,13 @@
 //! Quick start: memoize an expensive function, call it twice, then look at what was stored.
 //!
 //! ```text
-//! cargo run -p fleche-examples --example quickstart
+//! cd examples && cargo run --example quickstart
 //! ```
 //!
-//! The first round runs every simulation (misses); the second is served from the cache (hits).
-//! The cache used here is the process's default in-memory cache.
+//! Run from `examples/`, the default cache is the one `examples/fleche.toml` defines: files under
+//! `examples/.fleche-cache`. The first run's first round computes (misses) and its second round is
+//! served from the cache (hits); every later run is all hits, from disk. Delete the directory to
+//! start over. Run from anywhere else, the default cache is the in-memory one.
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +58,8 @@ fn main() {
             seed: 1,
         },
     ];
+    let cache = fleche::current_cache();
+    println!("cache: {}", cache.name());
     for round in 1..=2 {
         println!("round {round}");
         for spec in &specs {

@@ -15,7 +15,7 @@
 //! |---|---|---|---|
 //! | [`memory`] | [`MemoryValues`] | [`MemoryCalls`] | per process, shared by clones |
 //! | [`void`] | [`VoidValues`] | [`VoidCalls`] | stores nothing; every load misses |
-//! | [`file`] (`msgpack`) | [`FileValues`] | [`FileCalls`] | one file per entry; shared between processes |
+//! | [`file`](mod@file) (`msgpack`) | [`FileValues`] | [`FileCalls`] | one file per entry; shared between processes |
 
 mod digest;
 mod error;

@@ -47,3 +47,46 @@ pub trait CallStorage: Send + Sync + Debug {
     /// Every stored record, in no particular order.
     fn records(&self) -> Result<Vec<CallRecord>, StorageError>;
 }
+
+impl<T: ValueStorage + ?Sized> ValueStorage for Box<T> {
+    fn load(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        (**self).load(digest)
+    }
+    fn load_with(
+        &self,
+        digest: &Digest,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, StorageError> {
+        (**self).load_with(digest, visit)
+    }
+    fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
+        (**self).save(digest, bytes)
+    }
+    fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
+        (**self).contains(digest)
+    }
+    fn evict(&self, digest: &Digest) -> Result<bool, StorageError> {
+        (**self).evict(digest)
+    }
+    fn digests(&self) -> Result<Vec<Digest>, StorageError> {
+        (**self).digests()
+    }
+}
+
+impl<T: CallStorage + ?Sized> CallStorage for Box<T> {
+    fn result_of(&self, key: &Digest) -> Result<Option<Digest>, StorageError> {
+        (**self).result_of(key)
+    }
+    fn load(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
+        (**self).load(key)
+    }
+    fn save(&self, record: CallRecord) -> Result<(), StorageError> {
+        (**self).save(record)
+    }
+    fn evict(&self, key: &Digest) -> Result<bool, StorageError> {
+        (**self).evict(key)
+    }
+    fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
+        (**self).records()
+    }
+}

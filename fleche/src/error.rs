@@ -22,6 +22,9 @@ pub enum Error {
         /// The configuration files that were read.
         config_files: Vec<PathBuf>,
     },
+    /// A configuration file is broken.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// A storage operation failed.
     #[error("cache `{cache}`: {source}")]
     Storage {

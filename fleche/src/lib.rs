@@ -53,6 +53,7 @@
 
 mod cache;
 mod call;
+pub mod config;
 mod error;
 mod flight;
 pub(crate) mod key;

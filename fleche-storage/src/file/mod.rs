@@ -2,7 +2,7 @@
 //!
 //! Layout: an entry with digest `abcdef…` lives at `root/ab/cd/abcdef…` (two levels of fan-out,
 //! 65 536 directories, so a million entries leave about fifteen files per directory). Every file
-//! is an [envelope](envelope): magic, format version, flags, lengths and a blake3 checksum (or a
+//! is an [`envelope`]: magic, format version, flags, lengths and a blake3 checksum (or a
 //! keyed MAC when signing keys are configured), then the MessagePack payload, zstd-compressed when
 //! `compress` is on. Compression and signatures are detected on read whatever the settings.
 //!

@@ -165,26 +165,50 @@ impl Cache {
         Ok(Self::from_storages("msgpack", values, calls))
     }
 
-    /// The cache called `name`.
+    /// The cache called `name`: a reserved name, or a cache defined in the `fleche.toml` files
+    /// of this process (see [`config`](crate::config)). Every call with the same name returns the
+    /// same instance.
     ///
-    /// The reserved names work everywhere: `"memory"` is this process's shared in-memory cache
-    /// (the same instance every time), `"void"` stores nothing, and `"default"` is the cache a
-    /// memoized call uses when no scope or sticky cache is set.
+    /// The reserved names work everywhere: `"memory"` is this process's shared in-memory cache,
+    /// `"void"` stores nothing, and `"default"` is the cache a memoized call uses when no scope or
+    /// sticky cache is set (`FLECHE_CACHE`, else `[default] cache`, else `"memory"`).
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownCache`] for any other name, listing the names that exist.
+    /// [`Error::Config`] when the configuration is broken; [`Error::UnknownCache`] for a name
+    /// that is neither reserved nor configured, listing the names that exist and the files read.
     pub fn named(name: &str) -> Result<Self, Error> {
         match name {
             "memory" => Ok(shared_memory().clone()),
             "void" => Ok(shared_void().clone()),
             "default" => Ok(default_cache().clone()),
-            _ => Err(Error::UnknownCache {
-                name: name.to_owned(),
-                known: RESERVED_NAMES.iter().map(|s| (*s).to_owned()).collect(),
-                config_files: Vec::new(),
-            }),
+            _ => registry::named(name),
         }
+    }
+
+    /// A cache from the text of one cache definition (what goes under `[name]` in
+    /// `fleche.toml`); relative paths resolve against the working directory.
+    ///
+    /// ```
+    /// let c = fleche::Cache::from_toml_str("values.type = \"memory\"\ncalls.type = \"memory\"\nmax_size = 10")?;
+    /// # Ok::<(), fleche::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the key that is wrong.
+    pub fn from_toml_str(text: &str) -> Result<Self, Error> {
+        let env = crate::config::Env::from_process();
+        let origin = env.cwd.join("<string>");
+        let value: toml::Table = toml::from_str(text).map_err(|e| {
+            crate::config::ConfigError::new(&origin, None, e.to_string().trim_end())
+        })?;
+        Ok(crate::config::build_cache(
+            "cache",
+            &toml::Value::Table(value),
+            &origin,
+            &env,
+        )?)
     }
 
     /// The cache's name.
@@ -629,9 +653,69 @@ fn shared_void() -> &'static Cache {
     VOID.get_or_init(Cache::void)
 }
 
-/// The cache used when no scope or sticky cache is set: this process's shared memory cache.
+/// The cache used when no scope or sticky cache is set: `FLECHE_CACHE`, else the configuration's
+/// `[default] cache`, else the shared memory cache. A broken configuration cannot stop a memoized
+/// call: it is logged as an error, once, and the memory cache is used.
 pub(crate) fn default_cache() -> &'static Cache {
-    shared_memory()
+    static DEFAULT: OnceLock<Cache> = OnceLock::new();
+    DEFAULT.get_or_init(|| match registry::default() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "the default cache is unusable; memoized calls outside a scope use the memory cache");
+            shared_memory().clone()
+        }
+    })
+}
+
+/// The caches named in this process's configuration, built once each.
+mod registry {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    use super::{Cache, RESERVED_NAMES, lock, shared_memory};
+    use crate::Error;
+    use crate::config::{Config, DefaultCache, Env};
+
+    fn config() -> Result<&'static Config, Error> {
+        static CONFIG: OnceLock<Result<Config, crate::config::ConfigError>> = OnceLock::new();
+        CONFIG
+            .get_or_init(|| Config::discover(&Env::from_process()))
+            .as_ref()
+            .map_err(|e| Error::Config(e.clone()))
+    }
+
+    pub(super) fn named(name: &str) -> Result<Cache, Error> {
+        static BUILT: OnceLock<Mutex<HashMap<String, Cache>>> = OnceLock::new();
+        let config = config()?;
+        let mut built = lock(BUILT.get_or_init(Default::default));
+        if let Some(c) = built.get(name) {
+            return Ok(c.clone());
+        }
+        match config.build(name)? {
+            Some(c) => {
+                built.insert(name.to_owned(), c.clone());
+                Ok(c)
+            }
+            None => Err(Error::UnknownCache {
+                name: name.to_owned(),
+                known: RESERVED_NAMES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .chain(config.cache_names())
+                    .collect(),
+                config_files: config.files().to_vec(),
+            }),
+        }
+    }
+
+    pub(super) fn default() -> Result<Cache, Error> {
+        match config()?.default_cache()? {
+            DefaultCache::Memory => Ok(shared_memory().clone()),
+            DefaultCache::Inline(c) => Ok(c),
+            DefaultCache::Named(n) if n == "default" => Ok(shared_memory().clone()),
+            DefaultCache::Named(n) => Cache::named(&n),
+        }
+    }
 }
 
 /// Anything that names or is a cache: `&str` and `String` (a name for [`Cache::named`]), `Cache`

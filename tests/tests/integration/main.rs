@@ -4,6 +4,7 @@
 // Tests exercise panics on purpose.
 #![allow(clippy::panic)]
 
+mod config;
 mod files;
 mod keys;
 mod kinds;

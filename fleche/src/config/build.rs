@@ -1,0 +1,541 @@
+//! Turning checked TOML into caches. Every error names the file and the dotted key.
+
+use std::path::{Path, PathBuf};
+
+use fleche_storage::{
+    CallStorage, FileCalls, FileOptions, FileValues, MemoryCalls, MemoryValues, SigningKey,
+    ValueStorage, VoidCalls, VoidValues,
+};
+use toml::Value;
+
+use super::{ConfigError, Env, SECRET_KEY_ENV};
+use crate::{Cache, RESERVED_NAMES};
+
+/// The metadata `[default] metadata` may list.
+pub(crate) const KNOWN_METADATA: [&str; 1] = ["Runtime"];
+
+/// The `[default]` table.
+#[derive(Debug)]
+pub(crate) struct Defaults {
+    pub(crate) cache: Option<DefaultRef>,
+    pub(crate) metadata: Vec<String>,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            cache: None,
+            metadata: vec!["Runtime".to_owned()],
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum DefaultRef {
+    Name(String),
+    Inline(Value, PathBuf),
+}
+
+/// A key path for messages: `fast.values.root`.
+fn key(prefix: &str, k: &str) -> String {
+    if prefix.is_empty() {
+        k.to_owned()
+    } else {
+        format!("{prefix}.{k}")
+    }
+}
+
+fn table<'a>(v: &'a Value, file: &Path, at: &str) -> Result<&'a toml::Table, ConfigError> {
+    v.as_table().ok_or_else(|| {
+        ConfigError::new(
+            file,
+            Some(at),
+            format!("expected a table, found {}", v.type_str()),
+        )
+    })
+}
+
+fn unknown_keys(
+    t: &toml::Table,
+    allowed: &[&str],
+    file: &Path,
+    at: &str,
+) -> Result<(), ConfigError> {
+    match t.keys().find(|k| !allowed.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) => Err(ConfigError::new(
+            file,
+            Some(&key(at, k)),
+            format!("unknown key; expected one of {}", allowed.join(", ")),
+        )),
+    }
+}
+
+fn bool_of(t: &toml::Table, k: &str, file: &Path, at: &str) -> Result<Option<bool>, ConfigError> {
+    match t.get(k) {
+        None => Ok(None),
+        Some(Value::Boolean(b)) => Ok(Some(*b)),
+        Some(v) => Err(ConfigError::new(
+            file,
+            Some(&key(at, k)),
+            format!("expected a boolean, found {}", v.type_str()),
+        )),
+    }
+}
+
+fn str_of<'a>(
+    t: &'a toml::Table,
+    k: &str,
+    file: &Path,
+    at: &str,
+) -> Result<Option<&'a str>, ConfigError> {
+    match t.get(k) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(ConfigError::new(
+            file,
+            Some(&key(at, k)),
+            format!("expected a string, found {}", v.type_str()),
+        )),
+    }
+}
+
+pub(crate) fn defaults(v: &Value, file: &Path) -> Result<Defaults, ConfigError> {
+    let t = table(v, file, "default")?;
+    unknown_keys(t, &["cache", "metadata", "root"], file, "default")?;
+    bool_of(t, "root", file, "default")?;
+    let cache = match t.get("cache") {
+        None => None,
+        Some(Value::String(s)) => Some(DefaultRef::Name(s.clone())),
+        Some(v @ (Value::Table(_) | Value::Array(_))) => {
+            Some(DefaultRef::Inline(v.clone(), file.to_owned()))
+        }
+        Some(v) => {
+            return Err(ConfigError::new(
+                file,
+                Some("default.cache"),
+                format!(
+                    "expected a cache name or an inline cache table, found {}",
+                    v.type_str()
+                ),
+            ));
+        }
+    };
+    let mut metadata = Vec::new();
+    match t.get("metadata") {
+        None => metadata.push("Runtime".to_owned()),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("default.metadata[{i}]");
+                let Value::String(name) = item else {
+                    return Err(ConfigError::new(
+                        file,
+                        Some(&at),
+                        "expected a metadata name (a string)",
+                    ));
+                };
+                if name == "Tags" {
+                    return Err(ConfigError::new(
+                        file,
+                        Some(&at),
+                        "`Tags` takes arguments and cannot be configured in a file: set tags in code",
+                    ));
+                }
+                if !KNOWN_METADATA.contains(&name.as_str()) {
+                    return Err(ConfigError::new(
+                        file,
+                        Some(&at),
+                        format!(
+                            "unknown metadata `{name}`; known: {}",
+                            KNOWN_METADATA.join(", ")
+                        ),
+                    ));
+                }
+                metadata.push(name.clone());
+            }
+        }
+        Some(v) => {
+            return Err(ConfigError::new(
+                file,
+                Some("default.metadata"),
+                format!("expected a list of metadata names, found {}", v.type_str()),
+            ));
+        }
+    }
+    Ok(Defaults { cache, metadata })
+}
+
+pub(crate) fn check_name(name: &str, file: &Path) -> Result<(), ConfigError> {
+    if RESERVED_NAMES.contains(&name) {
+        return Err(ConfigError::new(
+            file,
+            Some(name),
+            format!("`{name}` is a reserved cache name; choose another name for this section"),
+        ));
+    }
+    Ok(())
+}
+
+/// The cache a section (or an inline `[default.cache]`) defines.
+pub(crate) fn cache(name: &str, v: &Value, file: &Path, env: &Env) -> Result<Cache, ConfigError> {
+    let composition = |e: crate::Error| ConfigError::new(file, Some(name), e);
+    match v {
+        Value::Array(items) => {
+            let layers = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let at = format!("{name}[{i}]");
+                    single(name, table(item, file, &at)?, file, &at, env)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Cache::stack(name, layers).map_err(composition)
+        }
+        Value::Table(t) if t.contains_key("pool") => {
+            unknown_keys(t, &["pool"], file, name)?;
+            let at = key(name, "pool");
+            let Some(Value::Array(items)) = t.get("pool") else {
+                return Err(ConfigError::new(
+                    file,
+                    Some(&at),
+                    "expected an array of tables: `[[name.pool]]`",
+                ));
+            };
+            let members = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let at = format!("{at}[{i}]");
+                    single(name, table(item, file, &at)?, file, &at, env)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Cache::pool(name, members).map_err(composition)
+        }
+        Value::Table(t) => single(name, t, file, name, env),
+        other => Err(ConfigError::new(
+            file,
+            Some(name),
+            format!("expected a cache table, found {}", other.type_str()),
+        )),
+    }
+}
+
+const SINGLE_KEYS: [&str; 10] = [
+    "values",
+    "calls",
+    "read_only",
+    "max_size",
+    "template",
+    "root",
+    "compress",
+    "secret_key",
+    "durable",
+    "lock_timeout",
+];
+
+/// One values + calls pair, with its wrappers.
+fn single(
+    name: &str,
+    t: &toml::Table,
+    file: &Path,
+    at: &str,
+    env: &Env,
+) -> Result<Cache, ConfigError> {
+    unknown_keys(t, &SINGLE_KEYS, file, at)?;
+    let read_only = bool_of(t, "read_only", file, at)?.unwrap_or(false);
+    let max_size = match t.get("max_size") {
+        None => None,
+        Some(Value::Integer(n)) if *n >= 0 => usize::try_from(*n).ok(),
+        Some(v) => {
+            return Err(ConfigError::new(
+                file,
+                Some(&key(at, "max_size")),
+                format!("expected a non-negative integer, found {v}"),
+            ));
+        }
+    };
+    let mut cache = match str_of(t, "template", file, at)? {
+        Some(template) => {
+            for k in ["values", "calls"] {
+                if t.contains_key(k) {
+                    return Err(ConfigError::new(
+                        file,
+                        Some(&key(at, k)),
+                        "give either `template` or `values` and `calls`, not both",
+                    ));
+                }
+            }
+            from_template(name, template, t, file, at, env)?
+        }
+        None => {
+            for k in ["root", "compress", "secret_key", "durable", "lock_timeout"] {
+                if t.contains_key(k) {
+                    return Err(ConfigError::new(
+                        file,
+                        Some(&key(at, k)),
+                        "this key belongs in `values` or `calls`, or goes with `template`",
+                    ));
+                }
+            }
+            let values_at = key(at, "values");
+            let calls_at = key(at, "calls");
+            let values = t.get("values").ok_or_else(|| {
+                ConfigError::new(
+                    file,
+                    Some(&values_at),
+                    "missing: every cache needs `values` and `calls` (or a `template`)",
+                )
+            })?;
+            let calls = t.get("calls").ok_or_else(|| {
+                ConfigError::new(
+                    file,
+                    Some(&calls_at),
+                    "missing: every cache needs `values` and `calls` (or a `template`)",
+                )
+            })?;
+            let values = value_storage(table(values, file, &values_at)?, file, &values_at, env)?;
+            let calls = call_storage(table(calls, file, &calls_at)?, file, &calls_at, env)?;
+            Cache::from_storages(name, values, calls)
+        }
+    };
+    let wrap = |e: crate::Error| ConfigError::new(file, Some(at), e);
+    if let Some(max) = max_size {
+        cache = cache.max_size(max).map_err(wrap)?;
+    }
+    if read_only {
+        cache = cache.read_only().map_err(wrap)?;
+    }
+    Ok(cache)
+}
+
+/// The backend a `type` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Memory,
+    Void,
+    Msgpack,
+}
+
+fn backend(t: &toml::Table, k: &str, file: &Path, at: &str) -> Result<Backend, ConfigError> {
+    let at_type = key(at, k);
+    let name = str_of(t, k, file, at)?.ok_or_else(|| {
+        ConfigError::new(file, Some(&at_type), "missing: give the storage `type`")
+    })?;
+    match name {
+        "memory" => Ok(Backend::Memory),
+        "void" => Ok(Backend::Void),
+        "msgpack" | "pickle" | "cloudpickle" | "dill" => Ok(Backend::Msgpack),
+        "sql" | "hdf5" | "bagofholding_hdf" => Err(ConfigError::new(
+            file,
+            Some(&at_type),
+            format!(
+                "the `{name}` backend is not available in this version of fleche; use `msgpack`, `memory` or `void`"
+            ),
+        )),
+        other => Err(ConfigError::new(
+            file,
+            Some(&at_type),
+            format!(
+                "unknown storage type `{other}`; expected memory, void, msgpack (or pickle, cloudpickle, dill)"
+            ),
+        )),
+    }
+}
+
+const FILE_KEYS: [&str; 6] = [
+    "type",
+    "root",
+    "compress",
+    "secret_key",
+    "durable",
+    "lock_timeout",
+];
+
+fn check_keys(kind: Backend, t: &toml::Table, file: &Path, at: &str) -> Result<(), ConfigError> {
+    if let Some(k) = t.get("remaining_depth").map(|_| "remaining_depth") {
+        return Err(ConfigError::new(
+            file,
+            Some(&key(at, k)),
+            "destructuring (`remaining_depth`) is not available in this version of fleche",
+        ));
+    }
+    match kind {
+        Backend::Memory | Backend::Void => unknown_keys(t, &["type"], file, at),
+        Backend::Msgpack => unknown_keys(t, &FILE_KEYS, file, at),
+    }
+}
+
+/// Every key any storage type takes: a key outside it is reported before a missing `type`.
+const STORAGE_KEYS: [&str; 7] = [
+    "type",
+    "root",
+    "compress",
+    "secret_key",
+    "durable",
+    "lock_timeout",
+    "remaining_depth",
+];
+
+fn value_storage(
+    t: &toml::Table,
+    file: &Path,
+    at: &str,
+    env: &Env,
+) -> Result<Box<dyn ValueStorage>, ConfigError> {
+    unknown_keys(t, &STORAGE_KEYS, file, at)?;
+    let kind = backend(t, "type", file, at)?;
+    check_keys(kind, t, file, at)?;
+    Ok(match kind {
+        Backend::Memory => Box::new(MemoryValues::new()),
+        Backend::Void => Box::new(VoidValues),
+        Backend::Msgpack => {
+            let (root, options) = file_settings(t, file, at, env)?;
+            Box::new(
+                FileValues::open(&root, options)
+                    .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?,
+            )
+        }
+    })
+}
+
+fn call_storage(
+    t: &toml::Table,
+    file: &Path,
+    at: &str,
+    env: &Env,
+) -> Result<Box<dyn CallStorage>, ConfigError> {
+    unknown_keys(t, &STORAGE_KEYS, file, at)?;
+    let kind = backend(t, "type", file, at)?;
+    check_keys(kind, t, file, at)?;
+    Ok(match kind {
+        Backend::Memory => Box::new(MemoryCalls::new()),
+        Backend::Void => Box::new(VoidCalls),
+        Backend::Msgpack => {
+            let (root, options) = file_settings(t, file, at, env)?;
+            Box::new(
+                FileCalls::open(&root, options)
+                    .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?,
+            )
+        }
+    })
+}
+
+/// `root` (required, resolved against the file's directory) and the file backend's options.
+fn file_settings(
+    t: &toml::Table,
+    file: &Path,
+    at: &str,
+    env: &Env,
+) -> Result<(PathBuf, FileOptions), ConfigError> {
+    let raw = str_of(t, "root", file, at)?.ok_or_else(|| {
+        ConfigError::new(
+            file,
+            Some(&key(at, "root")),
+            "missing: a file backend needs a `root` directory",
+        )
+    })?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let root = env.resolve(raw, base);
+    let mut options = FileOptions::new();
+    match t.get("compress") {
+        None | Some(Value::Boolean(false)) => {}
+        Some(Value::Boolean(true)) => options = options.compress(3),
+        Some(Value::Integer(level)) if (1..=22).contains(level) => {
+            options = options.compress(i32::try_from(*level).unwrap_or(3));
+        }
+        Some(v) => {
+            return Err(ConfigError::new(
+                file,
+                Some(&key(at, "compress")),
+                format!("expected true, false or a zstd level from 1 to 22, found {v}"),
+            ));
+        }
+    }
+    options = options.durable(bool_of(t, "durable", file, at)?.unwrap_or(false));
+    match t.get("lock_timeout") {
+        None | Some(Value::Float(_) | Value::Integer(_)) => {}
+        Some(v) => {
+            return Err(ConfigError::new(
+                file,
+                Some(&key(at, "lock_timeout")),
+                format!("expected a number of seconds, found {}", v.type_str()),
+            ));
+        }
+    }
+    let keys = match t.get("secret_key") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let at = format!("{}[{i}]", key(at, "secret_key"));
+                match item {
+                    Value::String(hex) => {
+                        SigningKey::from_hex(hex).map_err(|m| ConfigError::new(file, Some(&at), m))
+                    }
+                    v => Err(ConfigError::new(
+                        file,
+                        Some(&at),
+                        format!("expected a hexadecimal string, found {}", v.type_str()),
+                    )),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(v) => {
+            return Err(ConfigError::new(
+                file,
+                Some(&key(at, "secret_key")),
+                format!(
+                    "expected a list of hexadecimal strings, found {}",
+                    v.type_str()
+                ),
+            ));
+        }
+        None => match &env.secret_keys {
+            Some(list) => list
+                .split([',', ' ', '\n', '\t'])
+                .filter(|s| !s.is_empty())
+                .map(|hex| {
+                    SigningKey::from_hex(hex)
+                        .map_err(|m| ConfigError::new(Path::new(SECRET_KEY_ENV), None, m))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        },
+    };
+    Ok((root, options.keys(keys)))
+}
+
+/// `template = "msgpack"` with `root = R`: values in `R/values`, calls in `R/calls`.
+fn from_template(
+    name: &str,
+    template: &str,
+    t: &toml::Table,
+    file: &Path,
+    at: &str,
+    env: &Env,
+) -> Result<Cache, ConfigError> {
+    let mut spec = toml::Table::new();
+    spec.insert("type".to_owned(), Value::String(template.to_owned()));
+    let kind = backend(&spec, "type", file, at).map_err(|e| ConfigError {
+        key: Some(key(at, "template")),
+        ..e
+    })?;
+    match kind {
+        Backend::Memory => {
+            unknown_keys(t, &["template", "read_only", "max_size"], file, at)?;
+            Ok(Cache::memory())
+        }
+        Backend::Void => {
+            unknown_keys(t, &["template", "read_only", "max_size"], file, at)?;
+            Ok(Cache::void())
+        }
+        Backend::Msgpack => {
+            let (root, options) = file_settings(t, file, at, env)?;
+            let values = FileValues::open(root.join("values"), options.clone())
+                .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?;
+            let calls = FileCalls::open(root.join("calls"), options)
+                .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?;
+            Ok(Cache::from_storages(name, values, calls))
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! `fleche.toml` (F01–F10). Every case runs `fleche-probe` in its own process, with its own
+//! `HOME`, working directory and environment.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+const PROBE: &str = env!("CARGO_BIN_EXE_fleche-probe");
+
+/// A temporary world: `<tmp>/home` is `HOME`; files are written relative to `<tmp>`.
+struct World {
+    tmp: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl World {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(tmp.path().join("home")).unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            tmp,
+            env: Vec::new(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    fn home(&self) -> PathBuf {
+        self.path("home")
+    }
+
+    fn write(&self, rel: &str, text: &str) -> &Self {
+        let p = self.path(rel);
+        if let Some(dir) = p.parent() {
+            fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        }
+        fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
+        self
+    }
+
+    fn set(&mut self, k: &str, v: &str) -> &mut Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    /// Runs the probe in `cwd` (relative to the world) for `names`; returns its output.
+    fn probe(&self, cwd: &str, names: &[&str]) -> String {
+        let dir = self.path(cwd);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = Command::new(PROBE);
+        cmd.args(names)
+            .current_dir(&dir)
+            .env_clear()
+            .env("HOME", self.home())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {PROBE}: {e}"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The line the probe printed for `name`.
+fn line<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{name} =>")) || l.starts_with(&format!("{name} !!")))
+        .unwrap_or_else(|| panic!("no line for {name} in:\n{out}"))
+}
+
+const MEMORY: &str = "values.type = \"memory\"\ncalls.type = \"memory\"\n";
+
+#[test]
+fn f01_no_config_is_memory_with_runtime() {
+    let w = World::new();
+    let out = w.probe("home/project", &["default", "memory"]);
+    assert!(out.contains("files: \n"), "{out}");
+    assert!(out.contains("metadata: Runtime"), "{out}");
+    assert!(line(&out, "default").contains("name: \"memory\""), "{out}");
+}
+
+#[test]
+fn f03_closer_file_wins_whole_tables_and_disjoint_ones_merge() {
+    let w = World::new();
+    w.write(
+        "home/fleche.toml",
+        &format!("[a]\n{MEMORY}max_size = 5\n[b]\n{MEMORY}"),
+    );
+    w.write("home/proj/fleche.toml", "[a]\ntemplate = \"void\"\n");
+    let out = w.probe("home/proj/sub", &["a", "b"]);
+    let a = line(&out, "a");
+    assert!(
+        a.contains("VoidValues") && !a.contains("max_size: Some"),
+        "closer table wins whole: {a}"
+    );
+    assert!(line(&out, "b").contains("MemoryValues"), "{out}");
+    assert!(
+        out.contains("home/proj/fleche.toml, ") && out.contains("home/fleche.toml"),
+        "{out}"
+    );
+}
+
+#[test]
+fn f04_xdg_is_the_lowest_layer_and_works_alone() {
+    let mut w = World::new();
+    w.write("home/.config/fleche/cache.toml", &format!("[x]\n{MEMORY}"));
+    assert!(line(&w.probe("home", &["x"]), "x").contains("MemoryValues"));
+    w.set("XDG_CONFIG_HOME", "");
+    assert!(
+        line(&w.probe("home", &["x"]), "x").contains("MemoryValues"),
+        "empty means unset"
+    );
+    w.write(
+        "xdg/fleche/cache.toml",
+        &format!("[y]\n{MEMORY}[x]\ntemplate = \"void\"\n"),
+    );
+    w.set("XDG_CONFIG_HOME", &w.path("xdg").display().to_string());
+    w.write("home/fleche.toml", &format!("[x]\n{MEMORY}"));
+    let out = w.probe("home", &["x", "y"]);
+    assert!(
+        line(&out, "x").contains("MemoryValues"),
+        "a fleche.toml beats XDG: {out}"
+    );
+    assert!(line(&out, "y").contains("MemoryValues"), "{out}");
+}
+
+#[test]
+fn f05_the_walk_stops_at_home() {
+    let w = World::new();
+    w.write("fleche.toml", &format!("[above]\n{MEMORY}"));
+    let out = w.probe("home/a/b", &["above"]);
+    assert!(
+        line(&out, "above").contains("unknown cache `above`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn f06_root_true_stops_the_walk() {
+    let mut w = World::new();
+    w.set("XDG_CONFIG_HOME", &w.path("xdg").display().to_string());
+    w.write("xdg/fleche/cache.toml", &format!("[xdg]\n{MEMORY}"));
+    w.write("home/fleche.toml", &format!("[far]\n{MEMORY}"));
+    w.write(
+        "home/proj/fleche.toml",
+        &format!("[default]\nroot = true\n[mid]\n{MEMORY}"),
+    );
+    w.write("home/proj/sub/fleche.toml", &format!("[near]\n{MEMORY}"));
+    let out = w.probe("home/proj/sub", &["near", "mid", "far", "xdg"]);
+    assert!(line(&out, "near").contains("=>"), "{out}");
+    assert!(line(&out, "mid").contains("=>"), "{out}");
+    assert!(line(&out, "far").contains("unknown cache"), "{out}");
+    assert!(line(&out, "xdg").contains("unknown cache"), "{out}");
+    w.write(
+        "home/proj/fleche.toml",
+        &format!("[default]\nroot = false\n[mid]\n{MEMORY}"),
+    );
+    let out = w.probe("home/proj/sub", &["far", "xdg"]);
+    assert!(
+        line(&out, "far").contains("=>") && line(&out, "xdg").contains("=>"),
+        "{out}"
+    );
+}
+
+#[test]
+fn f07_relative_paths_resolve_against_their_file() {
+    let w = World::new();
+    w.write(
+        "home/proj/fleche.toml",
+        "[rel]\nvalues = { type = \"msgpack\", root = \"cache/v\" }\ncalls = { type = \"msgpack\", root = \"~/c\" }\n\
+         [abs]\ntemplate = \"msgpack\"\nroot = \"/tmp/fleche-f07-abs\"\n",
+    );
+    let out = w.probe("home/proj/sub/deeper", &["rel", "abs"]);
+    let rel = line(&out, "rel");
+    let expected_values = w.path("home/proj/cache/v");
+    let expected_calls = w.home().join("c");
+    assert!(rel.contains(&format!("{:?}", expected_values)), "{rel}");
+    assert!(rel.contains(&format!("{:?}", expected_calls)), "{rel}");
+    assert!(expected_values.is_dir(), "created");
+    assert!(
+        line(&out, "abs").contains("\"/tmp/fleche-f07-abs/values\""),
+        "{out}"
+    );
+    let _ = fs::remove_dir_all("/tmp/fleche-f07-abs");
+}
+
+fn bad(text: &str) -> String {
+    let w = World::new();
+    w.write("home/fleche.toml", text);
+    let out = w.probe("home", &["x"]);
+    line(&out, "x").to_owned()
+}
+
+#[test]
+fn f08_bad_configs_name_the_file_and_the_key() {
+    let cases: [(&str, &str); 9] = [
+        ("[x\nvalues.type = 1", "fleche.toml: TOML parse error"),
+        (
+            "[x]\nvalues.type = \"redis\"\ncalls.type = \"memory\"",
+            "fleche.toml: `x.values.type`: unknown storage type `redis`",
+        ),
+        (
+            "[x]\nvalues.type = \"sql\"\ncalls.type = \"memory\"",
+            "`x.values.type`: the `sql` backend is not available",
+        ),
+        (
+            "[x]\nvalues.type = \"msgpack\"\ncalls.type = \"memory\"",
+            "`x.values.root`: missing",
+        ),
+        (
+            "[x]\nvalues.type = \"memory\"\ncalls.type = \"memory\"\nmax_size = \"3\"",
+            "`x.max_size`: expected a non-negative integer",
+        ),
+        (
+            "[x]\nvalues.type = \"memory\"\ncalls.tpye = \"memory\"",
+            "`x.calls.tpye`: unknown key",
+        ),
+        (
+            "[default]\nmetadata = [\"Tags\"]\n[x]\ntemplate = \"memory\"",
+            "`default.metadata[0]`: `Tags` takes arguments",
+        ),
+        (
+            "[memory]\ntemplate = \"void\"",
+            "`memory`: `memory` is a reserved cache name",
+        ),
+        ("[x]\nvalues.type = \"memory\"", "`x.calls`: missing"),
+    ];
+    for (text, expected) in cases {
+        let got = bad(text);
+        assert!(
+            got.contains(expected),
+            "for {text:?}\n  expected {expected:?}\n  got {got:?}"
+        );
+        assert!(got.contains("home/fleche.toml"), "names the file: {got}");
+    }
+}
+
+#[test]
+fn f09_shapes() {
+    let w = World::new();
+    w.write(
+        "home/fleche.toml",
+        &format!(
+            "[ro]\n{MEMORY}read_only = true\n\
+             [limited]\n{MEMORY}max_size = 100\n\
+             [both]\n{MEMORY}read_only = true\nmax_size = 7\n\
+             [[stack]]\n{MEMORY}\n[[stack]]\ntemplate = \"msgpack\"\nroot = \"store\"\ncompress = true\n\
+             [[shared.pool]]\n{MEMORY}\n[[shared.pool]]\n{MEMORY}\n\
+             [files]\ntemplate = \"msgpack\"\nroot = \"r\"\n\
+             [default.cache]\n{MEMORY}max_size = 3\n"
+        ),
+    );
+    let out = w.probe(
+        "home",
+        &[
+            "ro", "limited", "both", "stack", "shared", "files", "default",
+        ],
+    );
+    assert!(line(&out, "ro").contains("read_only: true"), "{out}");
+    assert!(
+        line(&out, "limited").contains("max_size: Some(100)"),
+        "{out}"
+    );
+    let both = line(&out, "both");
+    assert!(
+        both.contains("read_only: true") && both.contains("max_size: Some(7)"),
+        "{both}"
+    );
+    let stack = line(&out, "stack");
+    assert!(
+        stack.contains("stack: [")
+            && stack.contains("MemoryValues")
+            && stack.contains("FileValues"),
+        "{stack}"
+    );
+    assert!(stack.contains("compress: Some(3)"), "{stack}");
+    assert!(line(&out, "shared").contains("pool: ["), "{out}");
+    let files = line(&out, "files");
+    assert!(
+        files.contains(&format!("{:?}", w.home().join("r/values"))),
+        "{files}"
+    );
+    assert!(
+        files.contains(&format!("{:?}", w.home().join("r/calls"))),
+        "{files}"
+    );
+    assert!(line(&out, "default").contains("max_size: Some(3)"), "{out}");
+}
+
+#[test]
+fn f10_environment_overrides() {
+    let mut w = World::new();
+    w.write(
+        "home/fleche.toml",
+        &format!(
+            "[default]\ncache = \"a\"\n[a]\n{MEMORY}max_size = 1\n[b]\n{MEMORY}max_size = 2\n"
+        ),
+    );
+    assert!(line(&w.probe("home", &["default"]), "default").contains("max_size: Some(1)"));
+    w.set("FLECHE_CACHE", "b");
+    assert!(line(&w.probe("home", &["default"]), "default").contains("max_size: Some(2)"));
+    w.write(
+        "elsewhere/explicit.toml",
+        &format!("[c]\n{MEMORY}max_size = 9\n"),
+    );
+    w.set(
+        "FLECHE_CONFIG",
+        &w.path("elsewhere/explicit.toml").display().to_string(),
+    );
+    w.set("FLECHE_CACHE", "c");
+    let out = w.probe("home", &["default", "a"]);
+    assert!(line(&out, "default").contains("max_size: Some(9)"), "{out}");
+    assert!(
+        line(&out, "a").contains("unknown cache"),
+        "discovery is skipped: {out}"
+    );
+    assert!(out.contains("explicit.toml"), "{out}");
+}
+
+#[test]
+fn unknown_names_list_caches_and_files() {
+    let w = World::new();
+    w.write("home/fleche.toml", &format!("[fast]\n{MEMORY}"));
+    let out = w.probe("home", &["slow"]);
+    let l = line(&out, "slow");
+    assert!(l.contains("memory, void, default, fast"), "{l}");
+    assert!(
+        l.contains(&w.home().join("fleche.toml").display().to_string()),
+        "{l}"
+    );
+}
