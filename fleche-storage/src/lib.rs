@@ -16,12 +16,14 @@
 //! | [`memory`] | [`MemoryValues`] | [`MemoryCalls`] | per process, shared by clones |
 //! | [`void`] | [`VoidValues`] | [`VoidCalls`] | stores nothing; every load misses |
 //! | [`file`](mod@file) (`msgpack`) | [`FileValues`] | [`FileCalls`] | one file per entry; shared between processes |
+//! | [`sql`] | [`SqlValues`] | [`SqlCalls`] | SQLite (bundled), WAL; arguments queryable as JSON |
 
 mod digest;
 mod error;
 pub mod file;
 pub mod memory;
 mod record;
+pub mod sql;
 mod traits;
 mod value;
 pub mod void;
@@ -32,6 +34,7 @@ pub use file::envelope::SigningKey;
 pub use file::{FileCalls, FileOptions, FileValues};
 pub use memory::{MemoryCalls, MemoryValues};
 pub use record::CallRecord;
+pub use sql::{SqlCalls, SqlDatabase, SqlTarget, SqlValues};
 pub use traits::{CallStorage, ValueStorage};
 pub use value::Value;
 pub use void::{VoidCalls, VoidValues};

@@ -139,6 +139,56 @@ impl Value {
         }
     }
 
+    /// The JSON form, as the `sql` backend stores arguments and metadata (`docs/format.md`, "SQL
+    /// backend"): numbers as numbers (integers beyond 64 bits as strings), structs and maps as
+    /// objects (map keys in their display form), enum variants as `{"Variant": payload}` (a bare
+    /// string for unit variants), bytes and digests as hexadecimal strings.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => i64::try_from(*i).map_or_else(|_| J::String(i.to_string()), J::from),
+            Value::UInt(u) => u64::try_from(*u).map_or_else(|_| J::String(u.to_string()), J::from),
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or_else(|| J::String(f.to_string()), J::Number)
+            }
+            Value::Char(c) => J::String(c.to_string()),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Bytes(b) => J::String(hex(b)),
+            Value::Seq(items) => J::Array(items.iter().map(Value::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = match k {
+                            Value::Str(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (key, v.to_json())
+                    })
+                    .collect(),
+            ),
+            Value::Struct(fields) => J::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+            Value::Variant(name, payload) => match **payload {
+                Value::Null => J::String(name.clone()),
+                ref p => {
+                    let mut m = serde_json::Map::new();
+                    m.insert(name.clone(), p.to_json());
+                    J::Object(m)
+                }
+            },
+            Value::Digest(d) => J::String(d.to_hex()),
+        }
+    }
+
     /// The value as a string slice, for [`Value::Str`].
     #[must_use]
     pub fn as_str(&self) -> Option<&str> {

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use fleche_storage::{
     CallRecord, CallStorage, Digest, DigestBuildHasher, FileCalls, FileOptions, FileValues,
-    MemoryCalls, MemoryValues, StorageError, ValueStorage, VoidCalls, VoidValues,
+    MemoryCalls, MemoryValues, SqlDatabase, SqlTarget, StorageError, ValueStorage, VoidCalls,
+    VoidValues,
 };
 use serde::de::DeserializeOwned;
 
@@ -163,6 +164,37 @@ impl Cache {
         let values = FileValues::open(root.join("values"), options.clone()).map_err(storage)?;
         let calls = FileCalls::open(root.join("calls"), options).map_err(storage)?;
         Ok(Self::from_storages("msgpack", values, calls))
+    }
+
+    /// A cache in one SQLite database (the `sql` backend): call records with their arguments as
+    /// queryable JSON, and values, in the file at `path` (created if missing). WAL mode and a busy
+    /// timeout let several threads and processes share it.
+    ///
+    /// ```
+    /// #[fleche::memoize]
+    /// fn area(w: u32, h: u32) -> u32 { w * h }
+    ///
+    /// # fn main() -> Result<(), fleche::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = fleche::Cache::sqlite(dir.path().join("cache.db"))?;
+    /// fleche::with_cache(&db, || area(2, 3));
+    /// let again = fleche::Cache::sqlite(dir.path().join("cache.db"))?;
+    /// assert_eq!(fleche::with_cache(&again, || area::load(2, 3)), Some(6));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] when the file cannot be opened or is not a compatible database.
+    pub fn sqlite(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let db = SqlDatabase::open(&SqlTarget::File(path.to_owned())).map_err(|source| {
+            Error::Storage {
+                cache: path.display().to_string(),
+                source,
+            }
+        })?;
+        Ok(Self::from_storages("sql", db.values(), db.calls()))
     }
 
     /// The cache called `name`: a reserved name, or a cache defined in the `fleche.toml` files

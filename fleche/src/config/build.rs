@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use fleche_storage::{
     CallStorage, FileCalls, FileOptions, FileValues, MemoryCalls, MemoryValues, SigningKey,
-    ValueStorage, VoidCalls, VoidValues,
+    SqlDatabase, SqlTarget, ValueStorage, VoidCalls, VoidValues,
 };
 use toml::Value;
 
@@ -220,8 +220,9 @@ pub(crate) fn cache(name: &str, v: &Value, file: &Path, env: &Env) -> Result<Cac
     }
 }
 
-const SINGLE_KEYS: [&str; 10] = [
+const SINGLE_KEYS: [&str; 11] = [
     "values",
+    "url",
     "calls",
     "read_only",
     "max_size",
@@ -268,7 +269,14 @@ fn single(
             from_template(name, template, t, file, at, env)?
         }
         None => {
-            for k in ["root", "compress", "secret_key", "durable", "lock_timeout"] {
+            for k in [
+                "root",
+                "url",
+                "compress",
+                "secret_key",
+                "durable",
+                "lock_timeout",
+            ] {
                 if t.contains_key(k) {
                     return Err(ConfigError::new(
                         file,
@@ -314,6 +322,7 @@ enum Backend {
     Memory,
     Void,
     Msgpack,
+    Sql,
 }
 
 fn backend(t: &toml::Table, k: &str, file: &Path, at: &str) -> Result<Backend, ConfigError> {
@@ -325,18 +334,19 @@ fn backend(t: &toml::Table, k: &str, file: &Path, at: &str) -> Result<Backend, C
         "memory" => Ok(Backend::Memory),
         "void" => Ok(Backend::Void),
         "msgpack" | "pickle" | "cloudpickle" | "dill" => Ok(Backend::Msgpack),
-        "sql" | "hdf5" | "bagofholding_hdf" => Err(ConfigError::new(
+        "sql" => Ok(Backend::Sql),
+        "hdf5" | "bagofholding_hdf" => Err(ConfigError::new(
             file,
             Some(&at_type),
             format!(
-                "the `{name}` backend is not available in this version of fleche; use `msgpack`, `memory` or `void`"
+                "the `{name}` backend is not available in this version of fleche; use `msgpack`, `sql`, `memory` or `void`"
             ),
         )),
         other => Err(ConfigError::new(
             file,
             Some(&at_type),
             format!(
-                "unknown storage type `{other}`; expected memory, void, msgpack (or pickle, cloudpickle, dill)"
+                "unknown storage type `{other}`; expected memory, void, msgpack (or pickle, cloudpickle, dill), sql"
             ),
         )),
     }
@@ -362,12 +372,14 @@ fn check_keys(kind: Backend, t: &toml::Table, file: &Path, at: &str) -> Result<(
     match kind {
         Backend::Memory | Backend::Void => unknown_keys(t, &["type"], file, at),
         Backend::Msgpack => unknown_keys(t, &FILE_KEYS, file, at),
+        Backend::Sql => unknown_keys(t, &["type", "url"], file, at),
     }
 }
 
 /// Every key any storage type takes: a key outside it is reported before a missing `type`.
-const STORAGE_KEYS: [&str; 7] = [
+const STORAGE_KEYS: [&str; 8] = [
     "type",
+    "url",
     "root",
     "compress",
     "secret_key",
@@ -395,6 +407,7 @@ fn value_storage(
                     .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?,
             )
         }
+        Backend::Sql => Box::new(database(t, file, at, env)?.values()),
     })
 }
 
@@ -417,7 +430,25 @@ fn call_storage(
                     .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?,
             )
         }
+        Backend::Sql => Box::new(database(t, file, at, env)?.calls()),
     })
+}
+
+/// The database a `url` (required) names, opened; relative paths resolve against the file's
+/// directory.
+fn database(t: &toml::Table, file: &Path, at: &str, env: &Env) -> Result<SqlDatabase, ConfigError> {
+    let at_url = key(at, "url");
+    let url = str_of(t, "url", file, at)?.ok_or_else(|| {
+        ConfigError::new(
+            file,
+            Some(&at_url),
+            "missing: an `sql` storage needs a `url`, as `sqlite:///cache.db`",
+        )
+    })?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let target = SqlTarget::from_url(url, base, env.home.as_deref())
+        .map_err(|m| ConfigError::new(file, Some(&at_url), m))?;
+    SqlDatabase::open(&target).map_err(|e| ConfigError::new(file, Some(&at_url), e))
 }
 
 /// `root` (required, resolved against the file's directory) and the file backend's options.
@@ -530,12 +561,54 @@ fn from_template(
             Ok(Cache::void())
         }
         Backend::Msgpack => {
+            unknown_keys(
+                t,
+                &[
+                    "template",
+                    "root",
+                    "compress",
+                    "secret_key",
+                    "durable",
+                    "lock_timeout",
+                    "read_only",
+                    "max_size",
+                ],
+                file,
+                at,
+            )?;
             let (root, options) = file_settings(t, file, at, env)?;
             let values = FileValues::open(root.join("values"), options.clone())
                 .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?;
             let calls = FileCalls::open(root.join("calls"), options)
                 .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?;
             Ok(Cache::from_storages(name, values, calls))
+        }
+        Backend::Sql => {
+            // One database for both: `url`, or `root` for `<root>/fleche.db`.
+            unknown_keys(
+                t,
+                &["template", "url", "root", "read_only", "max_size"],
+                file,
+                at,
+            )?;
+            let db = match (t.get("url"), str_of(t, "root", file, at)?) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(
+                        file,
+                        Some(&key(at, "root")),
+                        "give either `url` or `root`, not both",
+                    ));
+                }
+                (_, Some(root)) => {
+                    let path = env
+                        .resolve(root, file.parent().unwrap_or(Path::new(".")))
+                        .join("fleche.db");
+                    SqlDatabase::open(&SqlTarget::File(path))
+                        .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?
+                }
+                (_, None) => database(t, file, at, env)?,
+            };
+            Ok(Cache::from_storages(name, db.values(), db.calls()))
         }
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! fleche-stress sweep ROOT N SEED     call square(i) for i in 0..N, in an order set by SEED
+//! fleche-stress sweep-sql DB N SEED   the same on the SQLite database DB
 //! fleche-stress write-forever ROOT    store one entry, print "ready", then store large ones until killed
 //! ```
 
@@ -41,9 +42,15 @@ fn run(args: &[String]) -> Result<(), String> {
         args.get(i)
             .ok_or_else(|| format!("missing argument {i}: see the usage"))
     };
-    let cache = Cache::msgpack(arg(2)?, FileOptions::new()).map_err(|e| e.to_string())?;
-    match arg(1)?.as_str() {
-        "sweep" => {
+    let command = arg(1)?.as_str();
+    let cache = if command == "sweep-sql" {
+        Cache::sqlite(arg(2)?)
+    } else {
+        Cache::msgpack(arg(2)?, FileOptions::new())
+    }
+    .map_err(|e| e.to_string())?;
+    match command {
+        "sweep" | "sweep-sql" => {
             let n: u64 = arg(3)?.parse().map_err(|e| format!("N: {e}"))?;
             let seed: u64 = arg(4)?.parse().map_err(|e| format!("SEED: {e}"))?;
             // A permutation of 0..n: multiplication by an odd number modulo a power of two.

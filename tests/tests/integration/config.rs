@@ -177,9 +177,11 @@ fn f07_relative_paths_resolve_against_their_file() {
     w.write(
         "home/proj/fleche.toml",
         "[rel]\nvalues = { type = \"msgpack\", root = \"cache/v\" }\ncalls = { type = \"msgpack\", root = \"~/c\" }\n\
-         [abs]\ntemplate = \"msgpack\"\nroot = \"/tmp/fleche-f07-abs\"\n",
+         [abs]\ntemplate = \"msgpack\"\nroot = \"/tmp/fleche-f07-abs\"\n\
+         [db]\nvalues.type = \"memory\"\ncalls = { type = \"sql\", url = \"sqlite:///db/calls.db\" }\n\
+         [mem]\ntemplate = \"sql\"\nurl = \"sqlite:///:memory:\"\n",
     );
-    let out = w.probe("home/proj/sub/deeper", &["rel", "abs"]);
+    let out = w.probe("home/proj/sub/deeper", &["rel", "abs", "db", "mem"]);
     let rel = line(&out, "rel");
     let expected_values = w.path("home/proj/cache/v");
     let expected_calls = w.home().join("c");
@@ -202,15 +204,23 @@ fn bad(text: &str) -> String {
 
 #[test]
 fn f08_bad_configs_name_the_file_and_the_key() {
-    let cases: [(&str, &str); 9] = [
+    let cases: [(&str, &str); 11] = [
         ("[x\nvalues.type = 1", "fleche.toml: TOML parse error"),
         (
             "[x]\nvalues.type = \"redis\"\ncalls.type = \"memory\"",
             "fleche.toml: `x.values.type`: unknown storage type `redis`",
         ),
         (
-            "[x]\nvalues.type = \"sql\"\ncalls.type = \"memory\"",
-            "`x.values.type`: the `sql` backend is not available",
+            "[x]\nvalues.type = \"hdf5\"\ncalls.type = \"memory\"",
+            "`x.values.type`: the `hdf5` backend is not available",
+        ),
+        (
+            "[x]\nvalues.type = \"memory\"\ncalls.type = \"sql\"",
+            "`x.calls.url`: missing",
+        ),
+        (
+            "[x]\nvalues.type = \"memory\"\ncalls = { type = \"sql\", url = \"mysql://h\" }",
+            "`x.calls.url`: `mysql://h` is not an SQLite URL",
         ),
         (
             "[x]\nvalues.type = \"msgpack\"\ncalls.type = \"memory\"",
@@ -256,6 +266,7 @@ fn f09_shapes() {
              [[stack]]\n{MEMORY}\n[[stack]]\ntemplate = \"msgpack\"\nroot = \"store\"\ncompress = true\n\
              [[shared.pool]]\n{MEMORY}\n[[shared.pool]]\n{MEMORY}\n\
              [files]\ntemplate = \"msgpack\"\nroot = \"r\"\n\
+             [sqlite]\ntemplate = \"sql\"\nroot = \"s\"\n\
              [default.cache]\n{MEMORY}max_size = 3\n"
         ),
     );

@@ -155,3 +155,29 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+spectrum!(spectrum_e, RUNS_E);
+
+#[test]
+fn s02_corrupt_sqlite_rows_are_misses_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("cache.db");
+    let c = Cache::sqlite(&path).unwrap_or_else(|e| panic!("{e}"));
+    with_cache(&c, || spectrum_e(3));
+    let records = c.records().unwrap_or_default();
+    assert_eq!(records.len(), 1);
+    let before = RUNS_E.get();
+    // Replace the stored value with garbage, through another connection: a decode failure is a
+    // miss. (Damaged record rows are covered by the storage's own tests.)
+    let values = fleche::storage::SqlDatabase::open(&fleche::storage::SqlTarget::File(path))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .values();
+    fleche::storage::ValueStorage::evict(&values, &records[0].result)
+        .unwrap_or_else(|e| panic!("{e}"));
+    fleche::storage::ValueStorage::save(&values, &records[0].result, b"\xc1garbage")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (r, warnings) = capture_warnings(|| with_cache(&c, || spectrum_e(3)));
+    assert_eq!(r.len(), 3);
+    assert_eq!(RUNS_E.get() - before, 1);
+    assert!(warnings.contains("unreadable"), "{warnings}");
+}
