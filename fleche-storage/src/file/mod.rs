@@ -1,7 +1,9 @@
 //! The `msgpack` backend: one file per entry under a root directory.
 //!
-//! Layout: an entry with digest `abcdef…` lives at `root/ab/cd/abcdef…` (two levels of fan-out,
-//! 65 536 directories, so a million entries leave about fifteen files per directory). Every file
+//! Layout: an entry with digest `abcdef…` lives at `root/ab/abcdef…`: 256 fan-out directories, so
+//! a million entries leave about four thousand files per directory, which every current
+//! filesystem indexes, while a young cache soon has all its directories and stops creating them
+//! on writes. Every file
 //! is an [`envelope`]: magic, format version, flags, lengths and a blake3 checksum (or a
 //! keyed MAC when signing keys are configured), then the MessagePack payload, zstd-compressed when
 //! `compress` is on. Compression and signatures are detected on read whatever the settings.
@@ -98,7 +100,7 @@ impl EntryDir {
 
     fn path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.to_hex();
-        self.root.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+        self.root.join(&hex[0..2]).join(hex)
     }
 
     fn location(&self) -> String {
@@ -130,16 +132,21 @@ impl EntryDir {
     fn write(&self, digest: &Digest, payload: &[u8]) -> Result<(), StorageError> {
         let path = self.path(digest);
         let dir = path.parent().unwrap_or(&self.root);
-        create_private_dir(dir)?;
         let sealed = envelope::seal(payload, self.options.compress, self.options.keys.first())
             .map_err(|message| StorageError::Backend {
                 location: self.location(),
                 message: format!("cannot compress entry {digest}: {message}"),
             })?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
-            .map_err(|e| io_error(dir, e))?;
+        let temp = || tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir);
+        // The fan-out directory usually exists: create it only when the first try says so.
+        let mut tmp = match temp() {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create_private_dir(dir)?;
+                temp().map_err(|e| io_error(dir, e))?
+            }
+            Err(e) => return Err(io_error(dir, e)),
+        };
         tmp.write_all(&sealed)
             .map_err(|e| io_error(tmp.path(), e))?;
         if self.options.durable {
@@ -171,7 +178,7 @@ impl EntryDir {
     /// Every entry's digest, read from the file names; temporary and foreign files are skipped.
     fn digests(&self) -> Result<Vec<Digest>, StorageError> {
         let mut out = Vec::new();
-        for entry in walkdir::WalkDir::new(&self.root).min_depth(3).max_depth(3) {
+        for entry in walkdir::WalkDir::new(&self.root).min_depth(2).max_depth(2) {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
@@ -376,7 +383,7 @@ mod tests {
             .strip_prefix(tmp.path())
             .map(Path::to_owned)
             .unwrap_or_default();
-        assert_eq!(rel, Path::new("values/ab/ab").join(d(0xab).to_hex()));
+        assert_eq!(rel, Path::new("values/ab").join(d(0xab).to_hex()));
         assert!(v.contains(&d(0xab))?);
         assert_eq!(v.digests()?, vec![d(0xab)]);
         assert!(v.evict(&d(0xab))?);

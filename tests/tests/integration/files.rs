@@ -109,12 +109,7 @@ fn s01_tampered_and_foreign_entries_are_misses() {
     assert!(warnings.contains("not signed"), "{warnings}");
     // A signed entry modified on disk.
     let hex = spectrum_c::digest(7).to_hex();
-    let entry = dir
-        .path()
-        .join("calls")
-        .join(&hex[..2])
-        .join(&hex[2..4])
-        .join(&hex);
+    let entry = dir.path().join("calls").join(&hex[..2]).join(&hex);
     let mut bytes = fs::read(&entry).unwrap_or_default();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x40;
