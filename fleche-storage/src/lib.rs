@@ -18,6 +18,7 @@
 //! | [`file`](mod@file) (`msgpack`) | [`FileValues`] | [`FileCalls`] | one file per entry; shared between processes |
 //! | [`sql`] | [`SqlValues`] | [`SqlCalls`] | SQLite (bundled), WAL; arguments queryable as JSON |
 
+pub mod destructure;
 mod digest;
 mod error;
 pub mod file;

@@ -1,10 +1,11 @@
 //! One values storage and one calls storage, with the read-only and size-limit wrappers: the unit
 //! that caches, stacks and pools are made of.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use fleche_storage::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
+use fleche_storage::{CallRecord, CallStorage, Digest, StorageError, ValueStorage, destructure};
 
 use super::eviction::EvictionPolicy;
 use super::lock;
@@ -15,6 +16,8 @@ pub(crate) struct Layer {
     pub(crate) calls: Arc<dyn CallStorage>,
     pub(crate) read_only: bool,
     pub(crate) limit: Option<Arc<Limit>>,
+    /// Destructure values at this depth on save (`fleche_storage::destructure`).
+    pub(crate) remaining_depth: Option<usize>,
     /// Where errors say they happened.
     pub(crate) location: String,
 }
@@ -26,6 +29,7 @@ impl fmt::Debug for Layer {
             .field("calls", &self.calls)
             .field("read_only", &self.read_only)
             .field("max_size", &self.limit.as_ref().map(|l| l.max))
+            .field("remaining_depth", &self.remaining_depth)
             .finish()
     }
 }
@@ -78,7 +82,7 @@ impl Layer {
             return Err(self.rejected("save"));
         }
         let key = record.key;
-        self.values.save(&record.result, bytes)?;
+        self.save_value(&record.result, bytes)?;
         match &self.limit {
             None => self.calls.save(record),
             Some(limit) => {
@@ -116,7 +120,34 @@ impl Layer {
         Ok(removed)
     }
 
-    /// The record under `key` and its value's bytes, when both are there.
+    /// Saves a value, split into its parts when this layer destructures.
+    fn save_value(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
+        let Some(depth) = self.remaining_depth else {
+            return self.values.save(digest, bytes);
+        };
+        match destructure::split(bytes, depth) {
+            Ok(split) => {
+                // Parts first: a stored root never references a missing part.
+                for (d, part) in &split.children {
+                    self.values.save(d, part)?;
+                }
+                self.values.save(digest, &split.root)
+            }
+            Err(_) => self.values.save(digest, bytes),
+        }
+    }
+
+    /// A value's bytes, reassembled if it was destructured.
+    pub(crate) fn value(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        match self.values.load(digest)? {
+            None => Ok(None),
+            Some(bytes) => {
+                destructure::join(digest, &bytes, &mut |d| self.values.load(d)).map(Some)
+            }
+        }
+    }
+
+    /// The record under `key` and its value's bytes (reassembled), when both are there.
     pub(crate) fn entry(
         &self,
         key: &Digest,
@@ -124,10 +155,37 @@ impl Layer {
         let Some(record) = self.calls.load(key)? else {
             return Ok(None);
         };
-        Ok(self
-            .values
-            .load(&record.result)?
-            .map(|bytes| (record, bytes)))
+        Ok(self.value(&record.result)?.map(|bytes| (record, bytes)))
+    }
+
+    /// Removes the values no call record refers to, directly or through destructured parts.
+    /// Returns how many were removed.
+    pub(crate) fn gc(&self) -> Result<usize, StorageError> {
+        if self.read_only {
+            return Err(self.rejected("gc"));
+        }
+        let mut live = HashSet::new();
+        let mut todo: Vec<Digest> = self
+            .calls
+            .records()?
+            .into_iter()
+            .map(|r| r.result)
+            .collect();
+        while let Some(d) = todo.pop() {
+            if !live.insert(d) {
+                continue;
+            }
+            if let Some(bytes) = self.values.load(&d)? {
+                todo.extend(destructure::references(&bytes));
+            }
+        }
+        let mut removed = 0;
+        for d in self.values.digests()? {
+            if !live.contains(&d) && self.values.evict(&d)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
 

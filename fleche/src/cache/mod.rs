@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use fleche_storage::{
     CallRecord, CallStorage, Digest, DigestBuildHasher, FileCalls, FileOptions, FileValues,
     MemoryCalls, MemoryValues, SqlDatabase, SqlTarget, StorageError, ValueStorage, VoidCalls,
-    VoidValues,
+    VoidValues, destructure,
 };
 use serde::de::DeserializeOwned;
 
@@ -109,6 +109,7 @@ impl Cache {
             calls: Arc::new(VoidCalls),
             read_only: false,
             limit: None,
+            remaining_depth: None,
             location: "void".to_owned(),
         };
         Self::new("void", Kind::Single(Arc::new(layer)), false)
@@ -127,6 +128,7 @@ impl Cache {
             calls: Arc::new(calls),
             read_only: false,
             limit: None,
+            remaining_depth: None,
             location: name.clone(),
         };
         Self::new(name, Kind::Single(Arc::new(layer)), true)
@@ -278,6 +280,7 @@ impl Cache {
             calls: Arc::clone(&layer.calls),
             read_only: layer.read_only,
             limit: layer.limit.clone(),
+            remaining_depth: layer.remaining_depth,
             location: layer.location.clone(),
         };
         change(&mut copy);
@@ -322,6 +325,52 @@ impl Cache {
     ) -> Result<Cache, Error> {
         let limit = Arc::new(Limit::new(max, Box::new(policy)));
         self.derived("max_size", |l| l.limit = Some(limit))
+    }
+
+    /// A view of the same storages that destructures results on save: sub-collections at least
+    /// `depth` deep are stored under their own digests, so parts shared between results are
+    /// stored once (see [`fleche_storage::destructure`]). Loads reassemble destructured values at
+    /// every depth, with or without this setting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Composition`] for a stack or a pool.
+    pub fn remaining_depth(&self, depth: usize) -> Result<Cache, Error> {
+        self.derived("remaining_depth", |l| l.remaining_depth = Some(depth))
+    }
+
+    /// The digests of every stored value (for stacks and pools, of every layer, without
+    /// duplicates), destructured parts included.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] when a values storage fails.
+    pub fn value_digests(&self) -> Result<Vec<Digest>, Error> {
+        let mut seen = HashSet::new();
+        for layer in self.layers() {
+            seen.extend(layer.values.digests().map_err(|e| self.error(e))?);
+        }
+        Ok(seen.into_iter().collect())
+    }
+
+    /// Removes the values that no stored call refers to (directly, or as a destructured part),
+    /// in every writable layer; returns how many were removed. A value being saved by a
+    /// concurrent call just before its record may be removed too: that call's next lookup is
+    /// then a miss, never a wrong result.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] when a storage fails; a read-only cache or a pool rejects it.
+    pub fn gc(&self) -> Result<usize, Error> {
+        match &self.inner.kind {
+            Kind::Single(l) => l.gc().map_err(|e| self.error(e)),
+            Kind::Stack { layers, .. } => layers
+                .iter()
+                .filter(|l| !l.read_only)
+                .map(|l| l.gc().map_err(|e| self.error(e)))
+                .sum(),
+            Kind::Pool(_) => Err(self.rejected("gc")),
+        }
     }
 
     fn layers_of(name: &str, caches: Vec<Cache>, what: &str) -> Result<Vec<Arc<Layer>>, Error> {
@@ -549,10 +598,22 @@ impl Cache {
                 self.backfill(backfill, &layers[0], layer, key);
             }
             let mut out = None;
+            let mut destructured = None;
             layer
                 .values
-                .load_with(&result, &mut |bytes| out = Some(decode(&result, bytes)))
+                .load_with(&result, &mut |bytes| {
+                    if destructure::is_split(bytes) {
+                        destructured = Some(bytes.to_vec());
+                    } else {
+                        out = Some(decode(&result, bytes));
+                    }
+                })
                 .map_err(|e| self.error(e))?;
+            if let Some(root) = destructured {
+                let joined = destructure::join(&result, &root, &mut |d| layer.values.load(d))
+                    .map_err(|e| self.error(e))?;
+                out = Some(decode(&result, &joined));
+            }
             return Ok(out);
         }
         Ok(None)
@@ -627,7 +688,7 @@ impl Cache {
             let bytes = self
                 .layers()
                 .iter()
-                .find_map(|l| l.values.load(&record.result).transpose());
+                .find_map(|l| l.value(&record.result).transpose());
             match bytes {
                 Some(bytes) => {
                     let bytes = bytes.map_err(|e| self.error(e))?;

@@ -301,9 +301,17 @@ fn single(
                     "missing: every cache needs `values` and `calls` (or a `template`)",
                 )
             })?;
-            let values = value_storage(table(values, file, &values_at)?, file, &values_at, env)?;
+            let values_table = table(values, file, &values_at)?;
+            let depth = remaining_depth(values_table, file, &values_at)?;
+            let values = value_storage(values_table, file, &values_at, env)?;
             let calls = call_storage(table(calls, file, &calls_at)?, file, &calls_at, env)?;
-            Cache::from_storages(name, values, calls)
+            let cache = Cache::from_storages(name, values, calls);
+            match depth {
+                Some(d) => cache
+                    .remaining_depth(d)
+                    .map_err(|e| ConfigError::new(file, Some(&values_at), e))?,
+                None => cache,
+            }
         }
     };
     let wrap = |e: crate::Error| ConfigError::new(file, Some(at), e);
@@ -314,6 +322,19 @@ fn single(
         cache = cache.read_only().map_err(wrap)?;
     }
     Ok(cache)
+}
+
+/// `remaining_depth` of a values table: a non-negative integer.
+fn remaining_depth(t: &toml::Table, file: &Path, at: &str) -> Result<Option<usize>, ConfigError> {
+    match t.get("remaining_depth") {
+        None => Ok(None),
+        Some(Value::Integer(n)) if *n >= 0 => Ok(usize::try_from(*n).ok()),
+        Some(v) => Err(ConfigError::new(
+            file,
+            Some(&key(at, "remaining_depth")),
+            format!("expected a non-negative integer, found {v}"),
+        )),
+    }
 }
 
 /// The backend a `type` names.
@@ -362,13 +383,18 @@ const FILE_KEYS: [&str; 6] = [
 ];
 
 fn check_keys(kind: Backend, t: &toml::Table, file: &Path, at: &str) -> Result<(), ConfigError> {
-    if let Some(k) = t.get("remaining_depth").map(|_| "remaining_depth") {
+    let mut t = t.clone();
+    if at.ends_with("values") {
+        // Destructuring applies to values, on every backend.
+        t.remove("remaining_depth");
+    } else if t.contains_key("remaining_depth") {
         return Err(ConfigError::new(
             file,
-            Some(&key(at, k)),
-            "destructuring (`remaining_depth`) is not available in this version of fleche",
+            Some(&key(at, "remaining_depth")),
+            "`remaining_depth` applies to `values`, not to `calls`",
         ));
     }
+    let t = &t;
     match kind {
         Backend::Memory | Backend::Void => unknown_keys(t, &["type"], file, at),
         Backend::Msgpack => unknown_keys(t, &FILE_KEYS, file, at),

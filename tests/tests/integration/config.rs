@@ -204,11 +204,15 @@ fn bad(text: &str) -> String {
 
 #[test]
 fn f08_bad_configs_name_the_file_and_the_key() {
-    let cases: [(&str, &str); 11] = [
+    let cases: [(&str, &str); 12] = [
         ("[x\nvalues.type = 1", "fleche.toml: TOML parse error"),
         (
             "[x]\nvalues.type = \"redis\"\ncalls.type = \"memory\"",
             "fleche.toml: `x.values.type`: unknown storage type `redis`",
+        ),
+        (
+            "[x]\nvalues.type = \"memory\"\ncalls = { type = \"memory\", remaining_depth = 1 }",
+            "`x.calls.remaining_depth`: `remaining_depth` applies to `values`",
         ),
         (
             "[x]\nvalues.type = \"hdf5\"\ncalls.type = \"memory\"",
@@ -267,6 +271,7 @@ fn f09_shapes() {
              [[shared.pool]]\n{MEMORY}\n[[shared.pool]]\n{MEMORY}\n\
              [files]\ntemplate = \"msgpack\"\nroot = \"r\"\n\
              [sqlite]\ntemplate = \"sql\"\nroot = \"s\"\n\
+             [deep]\nvalues = {{ type = \"memory\", remaining_depth = 1 }}\ncalls.type = \"memory\"\n\
              [default.cache]\n{MEMORY}max_size = 3\n"
         ),
     );

@@ -5,6 +5,7 @@
 #![allow(clippy::panic)]
 
 mod config;
+mod destructuring;
 mod files;
 mod keys;
 mod kinds;
