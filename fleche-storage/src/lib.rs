@@ -17,11 +17,13 @@
 //! | [`void`] | [`VoidValues`] | [`VoidCalls`] | stores nothing; every load misses |
 //! | [`file`](mod@file) (`msgpack`) | [`FileValues`] | [`FileCalls`] | one file per entry; shared between processes |
 //! | [`sql`] | [`SqlValues`] | [`SqlCalls`] | SQLite (bundled), WAL; arguments queryable as JSON |
+//! | [`hdf5`](mod@hdf5) | [`Hdf5Values`] | [`Hdf5Calls`] | HDF5 files h5py reads; numeric arrays as typed datasets |
 
 pub mod destructure;
 mod digest;
 mod error;
 pub mod file;
+pub mod hdf5;
 pub mod memory;
 mod record;
 pub mod sql;
@@ -33,6 +35,7 @@ pub use digest::{Digest, DigestBuildHasher, DigestHasher, ParseDigestError};
 pub use error::StorageError;
 pub use file::envelope::SigningKey;
 pub use file::{FileCalls, FileOptions, FileValues};
+pub use hdf5::{Hdf5Calls, Hdf5Values};
 pub use memory::{MemoryCalls, MemoryValues};
 pub use record::CallRecord;
 pub use sql::{SqlCalls, SqlDatabase, SqlTarget, SqlValues};

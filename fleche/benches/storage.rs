@@ -1,5 +1,5 @@
 //! Persistent backends: hits and misses of a ~1 KiB and a ~1 MiB result on the msgpack file
-//! backend and on SQLite, next to the `cached` crate's redb disk store on the same workloads and
+//! backend, on SQLite and on HDF5, next to the `cached` crate's redb disk store on the same workloads and
 //! raw `std::fs` reads and writes of the same bytes (the floor). Also: storing a 1M-element
 //! `Vec<f64>` against a raw 8 MB write, and SQLite call saves per second.
 //!
@@ -62,6 +62,7 @@ fn open(what: &str) -> Cache {
     let made = match what {
         "msgpack" => Cache::msgpack(dir("msgpack"), FileOptions::new()),
         "sqlite" => Cache::sqlite(dir("sqlite.db")),
+        "hdf5" => Cache::hdf5(dir("hdf5"), 2),
         other => panic!("unknown backend {other}"),
     };
     made.unwrap_or_else(|e| panic!("cannot open {what}: {e}"))
@@ -131,7 +132,7 @@ fn miss_sizes(f: fn(u64) -> Vec<u64>, key: fn(u64) -> Digest) -> [usize; 2] {
 mod kib_hit {
     use super::*;
 
-    #[divan::bench(args = ["msgpack", "sqlite"])]
+    #[divan::bench(args = ["msgpack", "sqlite", "hdf5"])]
     fn fleche(bencher: Bencher<'_, '_>, backend: &str) {
         let cache = open(backend);
         with_cache(&cache, || {
@@ -157,7 +158,7 @@ mod kib_hit {
 mod kib_miss {
     use super::*;
 
-    #[divan::bench(args = ["msgpack", "sqlite"])]
+    #[divan::bench(args = ["msgpack", "sqlite", "hdf5"])]
     fn fleche(bencher: Bencher<'_, '_>, backend: &str) {
         let cache = open(backend);
         with_cache(&cache, || bencher.with_inputs(next).bench_local_values(kib));
@@ -181,7 +182,7 @@ mod kib_miss {
 mod mib_hit {
     use super::*;
 
-    #[divan::bench(args = ["msgpack", "sqlite"])]
+    #[divan::bench(args = ["msgpack", "sqlite", "hdf5"])]
     fn fleche(bencher: Bencher<'_, '_>, backend: &str) {
         let cache = open(backend);
         with_cache(&cache, || {
@@ -207,7 +208,7 @@ mod mib_hit {
 mod mib_miss {
     use super::*;
 
-    #[divan::bench(args = ["msgpack", "sqlite"])]
+    #[divan::bench(args = ["msgpack", "sqlite", "hdf5"])]
     fn fleche(bencher: Bencher<'_, '_>, backend: &str) {
         let cache = open(backend);
         with_cache(&cache, || bencher.with_inputs(next).bench_local_values(mib));

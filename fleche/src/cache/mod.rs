@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use fleche_storage::{
     CallRecord, CallStorage, Digest, DigestBuildHasher, FileCalls, FileOptions, FileValues,
-    MemoryCalls, MemoryValues, SqlDatabase, SqlTarget, StorageError, ValueStorage, VoidCalls,
-    VoidValues, destructure,
+    Hdf5Calls, Hdf5Values, MemoryCalls, MemoryValues, SqlDatabase, SqlTarget, StorageError,
+    ValueStorage, VoidCalls, VoidValues, destructure,
 };
 use serde::de::DeserializeOwned;
 
@@ -197,6 +197,26 @@ impl Cache {
             }
         })?;
         Ok(Self::from_storages("sql", db.values(), db.calls()))
+    }
+
+    /// A cache of HDF5 files under `root` (the `hdf5` backend): values in `root/values`, call
+    /// records in `root/calls`, entries whose digests share their first `prefix_length`
+    /// hexadecimal characters in one file. Numeric sequences are stored as typed datasets that
+    /// h5py and every HDF5 tool read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] when the directories cannot be created or hold files written with
+    /// another `prefix_length`.
+    pub fn hdf5(root: impl AsRef<Path>, prefix_length: usize) -> Result<Self, Error> {
+        let root = root.as_ref();
+        let storage = |source| Error::Storage {
+            cache: root.display().to_string(),
+            source,
+        };
+        let values = Hdf5Values::open(root.join("values"), prefix_length).map_err(storage)?;
+        let calls = Hdf5Calls::open(root.join("calls"), prefix_length).map_err(storage)?;
+        Ok(Self::from_storages("hdf5", values, calls))
     }
 
     /// The cache called `name`: a reserved name, or a cache defined in the `fleche.toml` files

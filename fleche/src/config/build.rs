@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use fleche_storage::{
-    CallStorage, FileCalls, FileOptions, FileValues, MemoryCalls, MemoryValues, SigningKey,
-    SqlDatabase, SqlTarget, ValueStorage, VoidCalls, VoidValues,
+    CallStorage, FileCalls, FileOptions, FileValues, Hdf5Calls, Hdf5Values, MemoryCalls,
+    MemoryValues, SigningKey, SqlDatabase, SqlTarget, ValueStorage, VoidCalls, VoidValues,
 };
 use toml::Value;
 
@@ -220,8 +220,9 @@ pub(crate) fn cache(name: &str, v: &Value, file: &Path, env: &Env) -> Result<Cac
     }
 }
 
-const SINGLE_KEYS: [&str; 11] = [
+const SINGLE_KEYS: [&str; 12] = [
     "values",
+    "prefix_length",
     "url",
     "calls",
     "read_only",
@@ -272,6 +273,7 @@ fn single(
             for k in [
                 "root",
                 "url",
+                "prefix_length",
                 "compress",
                 "secret_key",
                 "durable",
@@ -344,6 +346,7 @@ enum Backend {
     Void,
     Msgpack,
     Sql,
+    Hdf5,
 }
 
 fn backend(t: &toml::Table, k: &str, file: &Path, at: &str) -> Result<Backend, ConfigError> {
@@ -356,18 +359,12 @@ fn backend(t: &toml::Table, k: &str, file: &Path, at: &str) -> Result<Backend, C
         "void" => Ok(Backend::Void),
         "msgpack" | "pickle" | "cloudpickle" | "dill" => Ok(Backend::Msgpack),
         "sql" => Ok(Backend::Sql),
-        "hdf5" | "bagofholding_hdf" => Err(ConfigError::new(
-            file,
-            Some(&at_type),
-            format!(
-                "the `{name}` backend is not available in this version of fleche; use `msgpack`, `sql`, `memory` or `void`"
-            ),
-        )),
+        "hdf5" | "bagofholding_hdf" => Ok(Backend::Hdf5),
         other => Err(ConfigError::new(
             file,
             Some(&at_type),
             format!(
-                "unknown storage type `{other}`; expected memory, void, msgpack (or pickle, cloudpickle, dill), sql"
+                "unknown storage type `{other}`; expected memory, void, msgpack (or pickle, cloudpickle, dill), sql, hdf5 (or bagofholding_hdf)"
             ),
         )),
     }
@@ -399,12 +396,19 @@ fn check_keys(kind: Backend, t: &toml::Table, file: &Path, at: &str) -> Result<(
         Backend::Memory | Backend::Void => unknown_keys(t, &["type"], file, at),
         Backend::Msgpack => unknown_keys(t, &FILE_KEYS, file, at),
         Backend::Sql => unknown_keys(t, &["type", "url"], file, at),
+        Backend::Hdf5 => unknown_keys(
+            t,
+            &["type", "root", "prefix_length", "lock_timeout"],
+            file,
+            at,
+        ),
     }
 }
 
 /// Every key any storage type takes: a key outside it is reported before a missing `type`.
-const STORAGE_KEYS: [&str; 8] = [
+const STORAGE_KEYS: [&str; 9] = [
     "type",
+    "prefix_length",
     "url",
     "root",
     "compress",
@@ -434,6 +438,13 @@ fn value_storage(
             )
         }
         Backend::Sql => Box::new(database(t, file, at, env)?.values()),
+        Backend::Hdf5 => {
+            let (root, prefix) = hdf5_settings(t, file, at, env)?;
+            Box::new(
+                Hdf5Values::open(&root, prefix)
+                    .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?,
+            )
+        }
     })
 }
 
@@ -457,7 +468,43 @@ fn call_storage(
             )
         }
         Backend::Sql => Box::new(database(t, file, at, env)?.calls()),
+        Backend::Hdf5 => {
+            let (root, prefix) = hdf5_settings(t, file, at, env)?;
+            Box::new(
+                Hdf5Calls::open(&root, prefix)
+                    .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?,
+            )
+        }
     })
+}
+
+/// `root` (required) and `prefix_length` (default 2) of an HDF5 storage.
+fn hdf5_settings(
+    t: &toml::Table,
+    file: &Path,
+    at: &str,
+    env: &Env,
+) -> Result<(PathBuf, usize), ConfigError> {
+    let raw = str_of(t, "root", file, at)?.ok_or_else(|| {
+        ConfigError::new(
+            file,
+            Some(&key(at, "root")),
+            "missing: an HDF5 storage needs a `root` directory",
+        )
+    })?;
+    let root = env.resolve(raw, file.parent().unwrap_or(Path::new(".")));
+    let prefix = match t.get("prefix_length") {
+        None => fleche_storage::hdf5::DEFAULT_PREFIX_LENGTH,
+        Some(Value::Integer(n)) if (1..=64).contains(n) => usize::try_from(*n).unwrap_or(2),
+        Some(v) => {
+            return Err(ConfigError::new(
+                file,
+                Some(&key(at, "prefix_length")),
+                format!("expected an integer from 1 to 64, found {v}"),
+            ));
+        }
+    };
+    Ok((root, prefix))
 }
 
 /// The database a `url` (required) names, opened; relative paths resolve against the file's
@@ -607,6 +654,26 @@ fn from_template(
                 .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?;
             let calls = FileCalls::open(root.join("calls"), options)
                 .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?;
+            Ok(Cache::from_storages(name, values, calls))
+        }
+        Backend::Hdf5 => {
+            unknown_keys(
+                t,
+                &[
+                    "template",
+                    "root",
+                    "prefix_length",
+                    "lock_timeout",
+                    "read_only",
+                    "max_size",
+                ],
+                file,
+                at,
+            )?;
+            let (root, prefix) = hdf5_settings(t, file, at, env)?;
+            let fail = |e| ConfigError::new(file, Some(&key(at, "root")), e);
+            let values = Hdf5Values::open(root.join("values"), prefix).map_err(fail)?;
+            let calls = Hdf5Calls::open(root.join("calls"), prefix).map_err(fail)?;
             Ok(Cache::from_storages(name, values, calls))
         }
         Backend::Sql => {

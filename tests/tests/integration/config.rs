@@ -216,7 +216,7 @@ fn f08_bad_configs_name_the_file_and_the_key() {
         ),
         (
             "[x]\nvalues.type = \"hdf5\"\ncalls.type = \"memory\"",
-            "`x.values.type`: the `hdf5` backend is not available",
+            "`x.values.root`: missing: an HDF5 storage needs a `root`",
         ),
         (
             "[x]\nvalues.type = \"memory\"\ncalls.type = \"sql\"",
@@ -271,6 +271,7 @@ fn f09_shapes() {
              [[shared.pool]]\n{MEMORY}\n[[shared.pool]]\n{MEMORY}\n\
              [files]\ntemplate = \"msgpack\"\nroot = \"r\"\n\
              [sqlite]\ntemplate = \"sql\"\nroot = \"s\"\n\
+             [h5]\ntemplate = \"bagofholding_hdf\"\nroot = \"h\"\nprefix_length = 3\n\
              [deep]\nvalues = {{ type = \"memory\", remaining_depth = 1 }}\ncalls.type = \"memory\"\n\
              [default.cache]\n{MEMORY}max_size = 3\n"
         ),

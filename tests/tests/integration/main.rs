@@ -7,6 +7,7 @@
 mod config;
 mod destructuring;
 mod files;
+mod hdf5;
 mod keys;
 mod kinds;
 mod macros;

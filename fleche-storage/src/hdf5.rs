@@ -1,0 +1,659 @@
+//! The `hdf5` backend (alias `bagofholding_hdf`): real HDF5 files that h5py and every other HDF5
+//! tool open, written by the pure-Rust `hdf5-pure` crate (no C library to install).
+//!
+//! Entries whose digests share their first `prefix_length` hexadecimal characters (default 2)
+//! live in one file, `root/<prefix>.h5`, each in a group named by its full digest. A value that
+//! is a sequence of floats is stored as a `float64` dataset `data`, a sequence of integers as an
+//! `int64` dataset, a sequence of equally long float sequences as a two-dimensional `float64`
+//! dataset; anything else as the `uint8` dataset `msgpack` holding its encoding. The group's
+//! attribute `fleche` says which. A call record is the `uint8` dataset `record` (its MessagePack
+//! encoding), with the attributes `function` and `result` for browsing.
+//!
+//! Writers serialize on a lock file beside each HDF5 file (`<prefix>.h5.lock`), taken with the
+//! operating system's file locks, so several processes can write one cache.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use hdf5_pure::{AttrValue, File, FileBuilder};
+use rmpv::Value as Mp;
+
+use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
+
+/// The default number of digest characters that name a file.
+pub const DEFAULT_PREFIX_LENGTH: usize = 2;
+
+/// A directory of HDF5 files holding entries by digest.
+#[derive(Debug, Clone)]
+struct H5Dir {
+    root: PathBuf,
+    prefix_length: usize,
+}
+
+fn io_error(path: &Path, source: io::Error) -> StorageError {
+    StorageError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn is_not_found(e: &hdf5_pure::Error) -> bool {
+    matches!(
+        e,
+        hdf5_pure::Error::Format(hdf5_pure::FormatError::PathNotFound { .. })
+    )
+}
+
+impl H5Dir {
+    fn open(root: &Path, prefix_length: usize) -> Result<Self, StorageError> {
+        if !(1..=64).contains(&prefix_length) {
+            return Err(StorageError::Backend {
+                location: root.display().to_string(),
+                message: format!("prefix_length must be between 1 and 64, not {prefix_length}"),
+            });
+        }
+        fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
+        // Files written with another prefix length would never be found: refuse them.
+        for entry in fs::read_dir(root).map_err(|e| io_error(root, e))? {
+            let entry = entry.map_err(|e| io_error(root, e))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".h5")) else {
+                continue;
+            };
+            if stem.len() != prefix_length && stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(StorageError::Backend {
+                    location: root.display().to_string(),
+                    message: format!(
+                        "this directory holds files written with prefix_length {}, but prefix_length is {prefix_length}",
+                        stem.len()
+                    ),
+                });
+            }
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            prefix_length,
+        })
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn file_of(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join(format!("{}.h5", digest.hex_prefix(self.prefix_length)))
+    }
+
+    fn corrupt(&self, digest: &Digest, reason: impl ToString) -> StorageError {
+        StorageError::Corrupt {
+            location: self.location(),
+            digest: *digest,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Runs `f` holding the file's lock (shared for readers, exclusive for writers).
+    fn locked<T>(
+        &self,
+        path: &Path,
+        exclusive: bool,
+        f: impl FnOnce() -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let lock_path = path.with_extension("h5.lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .read(true)
+            .open(&lock_path)
+            .map_err(|e| io_error(&lock_path, e))?;
+        if exclusive {
+            lock.lock().map_err(|e| io_error(&lock_path, e))?;
+        } else {
+            lock.lock_shared().map_err(|e| io_error(&lock_path, e))?;
+        }
+        let out = f();
+        let _ = lock.unlock();
+        out
+    }
+
+    /// Opens the file holding `digest` for reading; `None` when it does not exist.
+    fn read_file(&self, digest: &Digest) -> Result<Option<File>, StorageError> {
+        let path = self.file_of(digest);
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.locked(&path, false, || {
+            File::open(&path)
+                .map(Some)
+                .map_err(|e| self.corrupt(digest, format!("{}: {e}", path.display())))
+        })
+    }
+
+    /// Adds the group `digest` (built by `build`) to its file unless it is there already.
+    fn write(
+        &self,
+        digest: &Digest,
+        build: impl Fn(&mut dyn GroupSink) -> Result<(), hdf5_pure::Error>,
+    ) -> Result<(), StorageError> {
+        let path = self.file_of(digest);
+        let name = digest.to_hex();
+        let fail = |e: hdf5_pure::Error| self.corrupt(digest, format!("{}: {e}", path.display()));
+        self.locked(&path, true, || {
+            if !path.exists() {
+                // A new file is written whole, then renamed into place.
+                let mut builder = FileBuilder::new();
+                let mut group = builder.create_group(&name);
+                build(&mut NewGroup(&mut group)).map_err(fail)?;
+                builder.add_group(group.finish());
+                let tmp = path.with_extension("h5.tmp");
+                builder.write(&tmp).map_err(fail)?;
+                return fs::rename(&tmp, &path).map_err(|e| io_error(&path, e));
+            }
+            let file = File::open_rw(&path).map_err(fail)?;
+            match file.group(&name) {
+                Ok(_) => return Ok(()),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(fail(e)),
+            }
+            let group = file.root().create_group(&name).map_err(fail)?;
+            build(&mut EditGroup(&group)).map_err(fail)?;
+            file.commit().map_err(fail)
+        })
+    }
+
+    fn remove(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let path = self.file_of(digest);
+        if !path.exists() {
+            return Ok(false);
+        }
+        let name = digest.to_hex();
+        let fail = |e: hdf5_pure::Error| self.corrupt(digest, format!("{}: {e}", path.display()));
+        self.locked(&path, true, || {
+            let file = File::open_rw(&path).map_err(fail)?;
+            match file.group(&name) {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(e) => return Err(fail(e)),
+            }
+            file.root().delete(&name).map_err(fail)?;
+            file.commit().map_err(fail)?;
+            Ok(true)
+        })
+    }
+
+    /// Every entry's digest, from every file's group names; unreadable files are skipped with a
+    /// warning.
+    fn digests(&self) -> Result<Vec<Digest>, StorageError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(|e| io_error(&self.root, e))? {
+            let path = entry.map_err(|e| io_error(&self.root, e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("h5") {
+                continue;
+            }
+            let groups = self.locked(&path, false, || {
+                File::open(&path)
+                    .and_then(|f| f.root().groups())
+                    .map_err(|e| StorageError::Backend {
+                        location: path.display().to_string(),
+                        message: e.to_string(),
+                    })
+            });
+            match groups {
+                Ok(names) => out.extend(names.iter().filter_map(|n| n.parse::<Digest>().ok())),
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable HDF5 file"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where an entry's datasets and attributes go: a group of a new file, or one added in place.
+trait GroupSink {
+    fn attr(&mut self, name: &str, value: AttrValue) -> Result<(), hdf5_pure::Error>;
+    fn f64s(
+        &mut self,
+        name: &str,
+        data: &[f64],
+        shape: Option<[u64; 2]>,
+    ) -> Result<(), hdf5_pure::Error>;
+    fn i64s(&mut self, name: &str, data: &[i64]) -> Result<(), hdf5_pure::Error>;
+    fn bytes(&mut self, name: &str, data: &[u8]) -> Result<(), hdf5_pure::Error>;
+}
+
+struct NewGroup<'a>(&'a mut hdf5_pure::GroupBuilder);
+
+impl GroupSink for NewGroup<'_> {
+    fn attr(&mut self, name: &str, value: AttrValue) -> Result<(), hdf5_pure::Error> {
+        self.0.set_attr(name, value);
+        Ok(())
+    }
+    fn f64s(
+        &mut self,
+        name: &str,
+        data: &[f64],
+        shape: Option<[u64; 2]>,
+    ) -> Result<(), hdf5_pure::Error> {
+        let ds = self.0.create_dataset(name);
+        ds.with_f64_data(data);
+        if let Some(s) = shape {
+            ds.with_shape(&s);
+        }
+        Ok(())
+    }
+    fn i64s(&mut self, name: &str, data: &[i64]) -> Result<(), hdf5_pure::Error> {
+        self.0.create_dataset(name).with_i64_data(data);
+        Ok(())
+    }
+    fn bytes(&mut self, name: &str, data: &[u8]) -> Result<(), hdf5_pure::Error> {
+        self.0.create_dataset(name).with_u8_data(data);
+        Ok(())
+    }
+}
+
+struct EditGroup<'a>(&'a hdf5_pure::Group);
+
+impl GroupSink for EditGroup<'_> {
+    fn attr(&mut self, name: &str, value: AttrValue) -> Result<(), hdf5_pure::Error> {
+        self.0.set_attr(name, value)
+    }
+    fn f64s(
+        &mut self,
+        name: &str,
+        data: &[f64],
+        shape: Option<[u64; 2]>,
+    ) -> Result<(), hdf5_pure::Error> {
+        self.0
+            .create_dataset(name, |b| {
+                b.with_f64_data(data);
+                if let Some(s) = shape {
+                    b.with_shape(&s);
+                }
+            })
+            .map(|_| ())
+    }
+    fn i64s(&mut self, name: &str, data: &[i64]) -> Result<(), hdf5_pure::Error> {
+        self.0
+            .create_dataset(name, |b| {
+                b.with_i64_data(data);
+            })
+            .map(|_| ())
+    }
+    fn bytes(&mut self, name: &str, data: &[u8]) -> Result<(), hdf5_pure::Error> {
+        self.0
+            .create_dataset(name, |b| {
+                b.with_u8_data(data);
+            })
+            .map(|_| ())
+    }
+}
+
+/// How a value is laid out in its group.
+enum Layout {
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    F64Matrix(Vec<f64>, [u64; 2]),
+    Blob,
+}
+
+/// Recognizes the numeric shapes that become typed datasets.
+fn layout(bytes: &[u8]) -> Layout {
+    let Ok(Mp::Array(items)) = rmpv::decode::read_value(&mut &bytes[..]) else {
+        return Layout::Blob;
+    };
+    if items.is_empty() {
+        return Layout::Blob;
+    }
+    if items.iter().all(|v| matches!(v, Mp::F64(_))) {
+        return Layout::F64(items.iter().filter_map(Mp::as_f64).collect());
+    }
+    if items
+        .iter()
+        .all(|v| v.as_i64().is_some() && matches!(v, Mp::Integer(_)))
+    {
+        return Layout::I64(items.iter().filter_map(Mp::as_i64).collect());
+    }
+    let rows: Option<Vec<&Vec<Mp>>> = items
+        .iter()
+        .map(|v| match v {
+            Mp::Array(row) if !row.is_empty() && row.iter().all(|x| matches!(x, Mp::F64(_))) => {
+                Some(row)
+            }
+            _ => None,
+        })
+        .collect();
+    if let Some(rows) = rows {
+        let cols = rows[0].len();
+        if rows.iter().all(|r| r.len() == cols) {
+            let flat = rows
+                .iter()
+                .flat_map(|r| r.iter().filter_map(Mp::as_f64))
+                .collect();
+            return Layout::F64Matrix(flat, [rows.len() as u64, cols as u64]);
+        }
+    }
+    Layout::Blob
+}
+
+fn encode(v: &Mp) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = rmpv::encode::write_value(&mut out, v);
+    out
+}
+
+/// Values in HDF5 files, numeric sequences as typed datasets.
+#[derive(Debug, Clone)]
+pub struct Hdf5Values {
+    dir: H5Dir,
+}
+
+impl Hdf5Values {
+    /// The store rooted at `root` (created if missing), `prefix_length` digest characters per
+    /// file name.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created, or holds files of another prefix length.
+    pub fn open(root: impl AsRef<Path>, prefix_length: usize) -> Result<Self, StorageError> {
+        Ok(Self {
+            dir: H5Dir::open(root.as_ref(), prefix_length)?,
+        })
+    }
+
+    /// The HDF5 file an entry is (or would be) stored in.
+    #[must_use]
+    pub fn file_of(&self, digest: &Digest) -> PathBuf {
+        self.dir.file_of(digest)
+    }
+}
+
+impl ValueStorage for Hdf5Values {
+    fn load(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(file) = self.dir.read_file(digest)? else {
+            return Ok(None);
+        };
+        let name = digest.to_hex();
+        let corrupt = |e: hdf5_pure::Error| self.dir.corrupt(digest, e);
+        let group = match file.group(&name) {
+            Ok(g) => g,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(corrupt(e)),
+        };
+        let attrs = group.attrs().map_err(corrupt)?;
+        let kind = attrs
+            .get("fleche")
+            .and_then(AttrValue::as_str)
+            .unwrap_or("");
+        let path = |ds: &str| format!("{name}/{ds}");
+        let bytes = match kind {
+            "msgpack" => file
+                .dataset(&path("msgpack"))
+                .and_then(|d| d.read_u8())
+                .map_err(corrupt)?,
+            "f64" => {
+                let v = file
+                    .dataset(&path("data"))
+                    .and_then(|d| d.read_f64())
+                    .map_err(corrupt)?;
+                encode(&Mp::Array(v.into_iter().map(Mp::F64).collect()))
+            }
+            "i64" => {
+                let v = file
+                    .dataset(&path("data"))
+                    .and_then(|d| d.read_i64())
+                    .map_err(corrupt)?;
+                encode(&Mp::Array(v.into_iter().map(Mp::from).collect()))
+            }
+            "f64-2d" => {
+                let ds = file.dataset(&path("data")).map_err(corrupt)?;
+                let shape = ds.shape().map_err(corrupt)?;
+                let flat = ds.read_f64().map_err(corrupt)?;
+                let cols = shape.get(1).copied().unwrap_or(0) as usize;
+                if shape.len() != 2 || cols == 0 || flat.len() != shape[0] as usize * cols {
+                    return Err(self
+                        .dir
+                        .corrupt(digest, "a 2-D dataset whose shape does not match its data"));
+                }
+                let rows = flat
+                    .chunks(cols)
+                    .map(|r| Mp::Array(r.iter().copied().map(Mp::F64).collect()))
+                    .collect();
+                encode(&Mp::Array(rows))
+            }
+            other => {
+                return Err(self
+                    .dir
+                    .corrupt(digest, format!("unknown layout `{other}`")));
+            }
+        };
+        Ok(Some(bytes))
+    }
+
+    fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
+        let layout = layout(bytes);
+        self.dir.write(digest, |g| match &layout {
+            Layout::F64(v) => {
+                g.attr("fleche", AttrValue::VarLenString("f64".into()))?;
+                g.f64s("data", v, None)
+            }
+            Layout::I64(v) => {
+                g.attr("fleche", AttrValue::VarLenString("i64".into()))?;
+                g.i64s("data", v)
+            }
+            Layout::F64Matrix(v, shape) => {
+                g.attr("fleche", AttrValue::VarLenString("f64-2d".into()))?;
+                g.f64s("data", v, Some(*shape))
+            }
+            Layout::Blob => {
+                g.attr("fleche", AttrValue::VarLenString("msgpack".into()))?;
+                g.bytes("msgpack", bytes)
+            }
+        })
+    }
+
+    fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let Some(file) = self.dir.read_file(digest)? else {
+            return Ok(false);
+        };
+        match file.group(&digest.to_hex()) {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(self.dir.corrupt(digest, e)),
+        }
+    }
+
+    fn evict(&self, digest: &Digest) -> Result<bool, StorageError> {
+        self.dir.remove(digest)
+    }
+
+    fn digests(&self) -> Result<Vec<Digest>, StorageError> {
+        self.dir.digests()
+    }
+}
+
+/// Call records in HDF5 files.
+#[derive(Debug, Clone)]
+pub struct Hdf5Calls {
+    dir: H5Dir,
+}
+
+impl Hdf5Calls {
+    /// The store rooted at `root` (created if missing), `prefix_length` digest characters per
+    /// file name.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created, or holds files of another prefix length.
+    pub fn open(root: impl AsRef<Path>, prefix_length: usize) -> Result<Self, StorageError> {
+        Ok(Self {
+            dir: H5Dir::open(root.as_ref(), prefix_length)?,
+        })
+    }
+}
+
+impl CallStorage for Hdf5Calls {
+    fn result_of(&self, key: &Digest) -> Result<Option<Digest>, StorageError> {
+        Ok(self.load(key)?.map(|r| r.result))
+    }
+
+    fn load(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
+        let Some(file) = self.dir.read_file(key)? else {
+            return Ok(None);
+        };
+        let blob = match file.dataset(&format!("{}/record", key.to_hex())) {
+            Ok(ds) => ds.read_u8().map_err(|e| self.dir.corrupt(key, e))?,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(self.dir.corrupt(key, e)),
+        };
+        let record: CallRecord = rmp_serde::from_slice(&blob).map_err(|e| {
+            self.dir
+                .corrupt(key, format!("undecodable call record: {e}"))
+        })?;
+        if record.key != *key {
+            return Err(self
+                .dir
+                .corrupt(key, format!("group holds the record of {}", record.key)));
+        }
+        Ok(Some(record))
+    }
+
+    fn save(&self, record: CallRecord) -> Result<(), StorageError> {
+        let blob = rmp_serde::to_vec_named(&record).map_err(|e| StorageError::Backend {
+            location: self.dir.location(),
+            message: format!("cannot encode call record {}: {e}", record.key),
+        })?;
+        // Overwrite: remove the old group first (a record is not content-addressed).
+        self.dir.remove(&record.key)?;
+        self.dir.write(&record.key, |g| {
+            g.attr("function", AttrValue::VarLenString(record.function.clone()))?;
+            g.attr("result", AttrValue::VarLenString(record.result.to_hex()))?;
+            g.bytes("record", &blob)
+        })
+    }
+
+    fn evict(&self, key: &Digest) -> Result<bool, StorageError> {
+        self.dir.remove(key)
+    }
+
+    fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
+        let mut out = Vec::new();
+        for key in self.dir.digests()? {
+            match self.load(&key) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable call record"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(prefix: u8, rest: u8) -> Digest {
+        let mut b = [rest; 32];
+        b[0] = prefix;
+        Digest::from_bytes(b)
+    }
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn round_trip<T>(values: &Hdf5Values, at: Digest, value: &T) -> Result<T, StorageError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let bytes = rmp_serde::to_vec_named(value).unwrap_or_default();
+        values.save(&at, &bytes)?;
+        let back = values.load(&at)?.unwrap_or_default();
+        Ok(rmp_serde::from_slice(&back).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn layouts_round_trip() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        let floats = vec![0.5, -1.0, 1e300];
+        assert_eq!(round_trip(&v, d(1, 1), &floats)?, floats);
+        let ints = vec![-3i64, 0, i64::MAX];
+        assert_eq!(round_trip(&v, d(1, 2), &ints)?, ints);
+        let matrix = vec![vec![1.0, 2.0], vec![3.0, 4.0], vec![5.0, 6.0]];
+        assert_eq!(round_trip(&v, d(1, 3), &matrix)?, matrix);
+        let ragged = vec![vec![1.0], vec![2.0, 3.0]];
+        assert_eq!(round_trip(&v, d(1, 4), &ragged)?, ragged);
+        let mixed = (String::from("x"), vec![1u8, 2], Some(2.5f32));
+        assert_eq!(round_trip(&v, d(1, 5), &mixed)?, mixed);
+        let empty: Vec<f64> = Vec::new();
+        assert_eq!(round_trip(&v, d(1, 6), &empty)?, empty);
+        // Entries sharing a prefix share a file.
+        let files: Vec<_> = fs::read_dir(dir.path())
+            .map_err(|e| io_error(dir.path(), e))?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "h5"))
+            .collect();
+        assert_eq!(files.len(), 1);
+        let mut all = v.digests()?;
+        all.sort();
+        assert_eq!(all.len(), 6);
+        assert!(v.contains(&d(1, 3))?);
+        assert!(v.evict(&d(1, 3))?);
+        assert!(!v.contains(&d(1, 3))?);
+        assert_eq!(v.load(&d(1, 3))?, None);
+        assert_eq!(v.load(&d(9, 9))?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn calls_round_trip_and_overwrite() -> Result<(), StorageError> {
+        let dir = tmp();
+        let c = Hdf5Calls::open(dir.path(), 2)?;
+        let mut r = CallRecord::new(d(4, 1), "m::f", d(5, 5));
+        c.save(r.clone())?;
+        assert_eq!(c.load(&d(4, 1))?, Some(r.clone()));
+        r.version = Some("2".into());
+        c.save(r.clone())?;
+        assert_eq!(c.records()?, vec![r]);
+        assert_eq!(c.result_of(&d(4, 1))?, Some(d(5, 5)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_mismatched_prefix_length_is_an_error() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        v.save(&d(1, 1), &rmp_serde::to_vec(&1u8).unwrap_or_default())?;
+        let err = Hdf5Values::open(dir.path(), 3).err().map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("prefix_length 2"));
+        assert!(Hdf5Values::open(dir.path(), 0).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_corrupt_file_is_corrupt() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        v.save(
+            &d(1, 1),
+            &rmp_serde::to_vec(&vec![1.0f64]).unwrap_or_default(),
+        )?;
+        let path = v.file_of(&d(1, 1));
+        let mut bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;
+        bytes.truncate(bytes.len() / 2);
+        fs::write(&path, &bytes).map_err(|e| io_error(&path, e))?;
+        assert!(matches!(
+            v.load(&d(1, 1)),
+            Err(StorageError::Corrupt { .. })
+        ));
+        fs::write(&path, b"garbage").map_err(|e| io_error(&path, e))?;
+        assert!(matches!(
+            v.load(&d(1, 1)),
+            Err(StorageError::Corrupt { .. })
+        ));
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! The HDF5 backend (S06): a stored `Vec<f64>` is a float dataset h5py reads; keys sharing a
+//! prefix share a file; a corrupt file is a miss.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fleche::{Cache, memoize, with_cache};
+
+use crate::support::{Counter, capture_warnings};
+
+static RUNS: Counter = Counter::new();
+
+#[memoize(name = "hdf5.wave")]
+fn wave(n: u32) -> Vec<f64> {
+    RUNS.hit();
+    (0..n).map(|i| f64::from(i) * 0.25).collect()
+}
+
+/// A Python with h5py: the system's, or one installed with pip into a virtual environment under
+/// the build directory (once).
+fn python_with_h5py() -> PathBuf {
+    let system = PathBuf::from("python3");
+    let has_h5py = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import h5py"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has_h5py(&system) {
+        return system;
+    }
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("h5py-venv");
+    let py = venv.join("bin").join("python");
+    if !has_h5py(&py) {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "cannot create a virtual environment"
+        );
+        let pip = Command::new(&py)
+            .args(["-m", "pip", "install", "--quiet", "h5py"])
+            .status();
+        assert!(
+            pip.is_ok_and(|s| s.success()),
+            "cannot install h5py with pip"
+        );
+    }
+    py
+}
+
+#[test]
+fn s06_h5py_reads_a_stored_vec_f64() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = Cache::hdf5(dir.path(), 2).unwrap_or_else(|e| panic!("{e}"));
+    let stored = with_cache(&cache, || wave(5));
+    let record = cache
+        .records()
+        .unwrap_or_default()
+        .pop()
+        .unwrap_or_else(|| panic!("no record"));
+    let hex = record.result.to_hex();
+    let file = dir.path().join("values").join(format!("{}.h5", &hex[..2]));
+    let script = format!(
+        "import h5py\nf = h5py.File({file:?}, 'r')\nd = f['{hex}/data']\n\
+         print(d.dtype, d.shape, ','.join(repr(float(x)) for x in d[()]))\n\
+         print(f['{hex}'].attrs['fleche'])\n",
+        file = file.display().to_string(),
+    );
+    let out = Command::new(python_with_h5py())
+        .args(["-c", &script])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: Vec<String> = stored.iter().map(|x| format!("{x:?}")).collect();
+    assert_eq!(
+        stdout.lines().next(),
+        Some(format!("float64 (5,) {}", expected.join(",")).as_str()),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().nth(1), Some("f64"));
+}
+
+#[test]
+fn s06_prefixes_share_files_and_corrupt_files_are_misses() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = Cache::hdf5(dir.path(), 1).unwrap_or_else(|e| panic!("{e}"));
+    with_cache(&cache, || {
+        for n in 0..40 {
+            wave(n);
+        }
+    });
+    let files = std::fs::read_dir(dir.path().join("calls"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "h5"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert!(files <= 16, "40 calls in at most 16 files: {files}");
+    assert_eq!(cache.records().map(|r| r.len()).unwrap_or(0), 40);
+    for f in std::fs::read_dir(dir.path().join("calls"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if f.path().extension().is_some_and(|x| x == "h5") {
+            std::fs::write(f.path(), b"not hdf5").unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let before = RUNS.get();
+    let (r, warnings) = capture_warnings(|| with_cache(&cache, || wave(3)));
+    assert_eq!(r.len(), 3);
+    assert!(RUNS.get() > before, "a corrupt file is a miss");
+    assert!(warnings.contains("corrupt entry"), "{warnings}");
+}
