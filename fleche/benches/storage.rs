@@ -232,9 +232,9 @@ mod mib_miss {
 mod vec_f64 {
     use super::*;
 
-    #[divan::bench]
-    fn fleche_msgpack(bencher: Bencher<'_, '_>) {
-        let cache = open("msgpack");
+    #[divan::bench(args = ["msgpack", "hdf5"])]
+    fn fleche(bencher: Bencher<'_, '_>, backend: &str) {
+        let cache = open(backend);
         with_cache(&cache, || {
             bencher.with_inputs(next).bench_local_values(series)
         });
