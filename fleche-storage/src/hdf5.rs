@@ -298,8 +298,55 @@ enum Layout {
     Blob,
 }
 
+/// A MessagePack array of float64 (the encoding of a `Vec<f64>`), read without building a
+/// value tree: the common large numeric result.
+fn f64_array(bytes: &[u8]) -> Option<Vec<f64>> {
+    let (n, rest) = match *bytes.first()? {
+        b @ 0x90..=0x9f => (usize::from(b & 0x0f), bytes.get(1..)?),
+        0xdc => (
+            usize::from(u16::from_be_bytes(bytes.get(1..3)?.try_into().ok()?)),
+            bytes.get(3..)?,
+        ),
+        0xdd => (
+            usize::try_from(u32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?)).ok()?,
+            bytes.get(5..)?,
+        ),
+        _ => return None,
+    };
+    if n == 0 || rest.len() != n.checked_mul(9)? {
+        return None;
+    }
+    rest.chunks_exact(9)
+        .map(|c| (c[0] == 0xcb).then(|| c[1..].try_into().ok().map(f64::from_be_bytes))?)
+        .collect()
+}
+
+/// The MessagePack encoding of an array of float64, as `rmp` writes it.
+fn encode_f64_array(values: &[f64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + values.len() * 9);
+    match values.len() {
+        n @ 0..=15 => out.push(0x90 | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(0xdc);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0xdd);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+    for v in values {
+        out.push(0xcb);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
 /// Recognizes the numeric shapes that become typed datasets.
 fn layout(bytes: &[u8]) -> Layout {
+    if let Some(v) = f64_array(bytes) {
+        return Layout::F64(v);
+    }
     let Ok(Mp::Array(items)) = rmpv::decode::read_value(&mut &bytes[..]) else {
         return Layout::Blob;
     };
@@ -397,7 +444,7 @@ impl ValueStorage for Hdf5Values {
                     .dataset(&path("data"))
                     .and_then(|d| d.read_f64())
                     .map_err(corrupt)?;
-                encode(&Mp::Array(v.into_iter().map(Mp::F64).collect()))
+                encode_f64_array(&v)
             }
             "i64" => {
                 let v = file
@@ -606,6 +653,21 @@ mod tests {
         assert_eq!(v.load(&d(1, 3))?, None);
         assert_eq!(v.load(&d(9, 9))?, None);
         Ok(())
+    }
+
+    #[test]
+    fn the_f64_fast_path_matches_rmp() {
+        for n in [1usize, 15, 16, 65_535, 65_536] {
+            let v: Vec<f64> = (0..n).map(|i| i as f64 * 0.5).collect();
+            let bytes = rmp_serde::to_vec(&v).unwrap_or_default();
+            assert_eq!(f64_array(&bytes), Some(v.clone()), "{n}");
+            assert_eq!(encode_f64_array(&v), bytes, "{n}");
+        }
+        assert_eq!(
+            f64_array(&rmp_serde::to_vec(&vec![1u8]).unwrap_or_default()),
+            None
+        );
+        assert_eq!(f64_array(&[0xdd, 0xff, 0xff, 0xff, 0xff]), None);
     }
 
     #[test]

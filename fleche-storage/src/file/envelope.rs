@@ -142,26 +142,41 @@ pub fn seal(
     compress: Option<i32>,
     key: Option<&SigningKey>,
 ) -> Result<Vec<u8>, String> {
-    let compressed;
-    let (flags_z, stored): (u8, &[u8]) = match compress {
+    let (header, stored) = seal_parts(payload, compress, key)?;
+    let mut out = Vec::with_capacity(HEADER + stored.len());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&stored);
+    Ok(out)
+}
+
+/// [`seal`] as its header and its stored payload, so a writer can write both without copying a
+/// large payload into one buffer first. The payload is borrowed unless it was compressed.
+///
+/// # Errors
+///
+/// The compressor's message.
+pub fn seal_parts<'a>(
+    payload: &'a [u8],
+    compress: Option<i32>,
+    key: Option<&SigningKey>,
+) -> Result<([u8; HEADER], std::borrow::Cow<'a, [u8]>), String> {
+    let (flags_z, stored) = match compress {
         Some(level) => {
-            compressed = zstd::bulk::compress(payload, level).map_err(|e| e.to_string())?;
-            (FLAG_ZSTD, &compressed)
+            let compressed = zstd::bulk::compress(payload, level).map_err(|e| e.to_string())?;
+            (FLAG_ZSTD, std::borrow::Cow::Owned(compressed))
         }
-        None => (0, payload),
+        None => (0, std::borrow::Cow::Borrowed(payload)),
     };
     let flags = flags_z | if key.is_some() { FLAG_SIGNED } else { 0 };
-    let mut out = Vec::with_capacity(HEADER + stored.len());
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.push(flags);
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&(stored.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    let t = tag(key, &out[..24], stored);
-    out.extend_from_slice(&t);
-    out.extend_from_slice(stored);
-    Ok(out)
+    let mut header = [0u8; HEADER];
+    header[..4].copy_from_slice(&MAGIC);
+    header[4] = VERSION;
+    header[5] = flags;
+    header[8..16].copy_from_slice(&(stored.len() as u64).to_le_bytes());
+    header[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    let t = tag(key, &header[..24], &stored);
+    header[24..].copy_from_slice(&t);
+    Ok((header, stored))
 }
 
 /// Checks and unwraps an entry. With `keys` empty, only unsigned entries open; otherwise only

@@ -132,11 +132,12 @@ impl EntryDir {
     fn write(&self, digest: &Digest, payload: &[u8]) -> Result<(), StorageError> {
         let path = self.path(digest);
         let dir = path.parent().unwrap_or(&self.root);
-        let sealed = envelope::seal(payload, self.options.compress, self.options.keys.first())
-            .map_err(|message| StorageError::Backend {
-                location: self.location(),
-                message: format!("cannot compress entry {digest}: {message}"),
-            })?;
+        let (header, stored) =
+            envelope::seal_parts(payload, self.options.compress, self.options.keys.first())
+                .map_err(|message| StorageError::Backend {
+                    location: self.location(),
+                    message: format!("cannot compress entry {digest}: {message}"),
+                })?;
         let temp = || tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir);
         // The fan-out directory usually exists: create it only when the first try says so.
         let mut tmp = match temp() {
@@ -147,7 +148,8 @@ impl EntryDir {
             }
             Err(e) => return Err(io_error(dir, e)),
         };
-        tmp.write_all(&sealed)
+        tmp.write_all(&header)
+            .and_then(|()| tmp.write_all(&stored))
             .map_err(|e| io_error(tmp.path(), e))?;
         if self.options.durable {
             tmp.as_file()
