@@ -356,11 +356,11 @@ impl Call {
     }
 
     /// The stored result, decoded; with a copy of its bytes when `keep_bytes` (for waiters).
-    fn try_load<T>(&self, codec: &Codec<T>, keep_bytes: bool) -> Option<(T, Option<Arc<[u8]>>)> {
+    fn try_load<T>(&self, codec: &Codec<T>, keep_bytes: bool) -> Option<(T, Option<Arc<Vec<u8>>>)> {
         let found = self.cache.visit_result(&self.key, &mut |value, bytes| {
             codec
                 .decode(bytes, value)
-                .map(|v| (v, keep_bytes.then(|| Arc::from(bytes))))
+                .map(|v| (v, keep_bytes.then(|| Arc::new(bytes.to_vec()))))
         });
         match found {
             Ok(None) => None,
@@ -486,7 +486,7 @@ impl Sealed {
                 "cannot store result; returning it uncached");
         }
         if let Some(lead) = lead.as_mut() {
-            lead.succeed(Arc::from(bytes));
+            lead.succeed(Arc::new(bytes));
         }
         value
     }

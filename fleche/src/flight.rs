@@ -31,7 +31,7 @@ pub(crate) struct Flights {
 pub(crate) struct Flight {
     /// `None` while running; `Some(None)` when the leader failed; `Some(Some(bytes))` when it
     /// produced a result.
-    outcome: Mutex<Option<Option<Arc<[u8]>>>>,
+    outcome: Mutex<Option<Option<Arc<Vec<u8>>>>>,
     done: Condvar,
 }
 
@@ -40,7 +40,7 @@ pub(crate) enum Join {
     /// Run the body; the token publishes the outcome when dropped.
     Lead(Lead),
     /// Another thread produced this encoded result.
-    Shared(Arc<[u8]>),
+    Shared(Arc<Vec<u8>>),
     /// The leader failed: look up again, and lead if still missing.
     Retry,
     /// Run the body without coordinating (this thread already leads a call).
@@ -92,12 +92,12 @@ pub(crate) struct Lead {
     map: Arc<Mutex<DigestMap<Arc<Flight>>>>,
     key: Digest,
     flight: Arc<Flight>,
-    outcome: Option<Arc<[u8]>>,
+    outcome: Option<Arc<Vec<u8>>>,
 }
 
 impl Lead {
     /// Records the encoded result the waiters will take.
-    pub(crate) fn succeed(&mut self, bytes: Arc<[u8]>) {
+    pub(crate) fn succeed(&mut self, bytes: Arc<Vec<u8>>) {
         self.outcome = Some(bytes);
     }
 }
