@@ -2,8 +2,8 @@
 //!
 //! Layout: an entry with digest `abcdef…` lives at `root/ab/abcdef…`: 256 fan-out directories, so
 //! a million entries leave about four thousand files per directory, which every current
-//! filesystem indexes, while a young cache soon has all its directories and stops creating them
-//! on writes. Every file
+//! filesystem indexes. The 256 directories are created when the store is first opened, so writes
+//! never create one. Every file
 //! is an [`envelope`]: magic, format version, flags, lengths and a blake3 checksum (or a
 //! keyed MAC when signing keys are configured), then the MessagePack payload, zstd-compressed when
 //! `compress` is on. Compression and signatures are detected on read whatever the settings.
@@ -92,6 +92,12 @@ fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
 impl EntryDir {
     fn open(root: &Path, options: FileOptions) -> Result<Self, StorageError> {
         create_private_dir(root)?;
+        // All 256 fan-out directories up front (once per cache), so writes never create one.
+        if !root.join("ff").is_dir() {
+            for i in 0..=255u8 {
+                create_private_dir(&root.join(format!("{i:02x}")))?;
+            }
+        }
         Ok(Self {
             root: root.to_owned(),
             options,
@@ -148,9 +154,16 @@ impl EntryDir {
             }
             Err(e) => return Err(io_error(dir, e)),
         };
-        tmp.write_all(&header)
-            .and_then(|()| tmp.write_all(&stored))
-            .map_err(|e| io_error(tmp.path(), e))?;
+        // One write for small entries (one syscall), two for large ones (no copy).
+        let written = if stored.len() <= 64 * 1024 {
+            let mut whole = Vec::with_capacity(header.len() + stored.len());
+            whole.extend_from_slice(&header);
+            whole.extend_from_slice(&stored);
+            tmp.write_all(&whole)
+        } else {
+            tmp.write_all(&header).and_then(|()| tmp.write_all(&stored))
+        };
+        written.map_err(|e| io_error(tmp.path(), e))?;
         if self.options.durable {
             tmp.as_file()
                 .sync_all()
