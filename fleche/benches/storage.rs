@@ -1,5 +1,5 @@
 //! Persistent backends: hits and misses of a ~1 KiB and a ~1 MiB result on the msgpack file
-//! backend, on SQLite and on HDF5, next to the `cached` crate's redb disk store on the same workloads and
+//! backend, on SQLite, on SQLite calls with msgpack values, and on HDF5, next to the `cached` crate's redb disk store on the same workloads and
 //! raw `std::fs` reads and writes of the same bytes (the floor). Also: storing a 1M-element
 //! `Vec<f64>` against a raw 8 MB write, and SQLite call saves per second.
 //!
@@ -62,6 +62,20 @@ fn open(what: &str) -> Cache {
     let made = match what {
         "msgpack" => Cache::msgpack(dir("msgpack"), FileOptions::new()),
         "sqlite" => Cache::sqlite(dir("sqlite.db")),
+        // SQLite for the call records, msgpack files for the values.
+        "sql+msgpack" => SqlDatabase::open(&SqlTarget::File(dir("calls.db")))
+            .map_err(|e| fleche::Error::Storage {
+                cache: "sql+msgpack".into(),
+                source: e,
+            })
+            .and_then(|db| {
+                let values = fleche::storage::FileValues::open(dir("values"), FileOptions::new())
+                    .map_err(|e| fleche::Error::Storage {
+                    cache: "sql+msgpack".into(),
+                    source: e,
+                })?;
+                Ok(Cache::from_storages("sql+msgpack", values, db.calls()))
+            }),
         "hdf5" => Cache::hdf5(dir("hdf5"), 2),
         other => panic!("unknown backend {other}"),
     };
@@ -132,7 +146,7 @@ fn miss_sizes(f: fn(u64) -> Vec<u64>, key: fn(u64) -> Digest) -> [usize; 2] {
 mod kib_hit {
     use super::*;
 
-    #[divan::bench(args = ["msgpack", "sqlite", "hdf5"])]
+    #[divan::bench(args = ["msgpack", "sqlite", "sql+msgpack", "hdf5"])]
     fn fleche(bencher: Bencher<'_, '_>, backend: &str) {
         let cache = open(backend);
         with_cache(&cache, || {
@@ -158,7 +172,7 @@ mod kib_hit {
 mod kib_miss {
     use super::*;
 
-    #[divan::bench(args = ["msgpack", "sqlite", "hdf5"])]
+    #[divan::bench(args = ["msgpack", "sqlite", "sql+msgpack", "hdf5"])]
     fn fleche(bencher: Bencher<'_, '_>, backend: &str) {
         let cache = open(backend);
         with_cache(&cache, || bencher.with_inputs(next).bench_local_values(kib));
@@ -182,7 +196,7 @@ mod kib_miss {
 mod mib_hit {
     use super::*;
 
-    #[divan::bench(args = ["msgpack", "sqlite", "hdf5"])]
+    #[divan::bench(args = ["msgpack", "sqlite", "sql+msgpack", "hdf5"])]
     fn fleche(bencher: Bencher<'_, '_>, backend: &str) {
         let cache = open(backend);
         with_cache(&cache, || {
@@ -208,7 +222,7 @@ mod mib_hit {
 mod mib_miss {
     use super::*;
 
-    #[divan::bench(args = ["msgpack", "sqlite", "hdf5"])]
+    #[divan::bench(args = ["msgpack", "sqlite", "sql+msgpack", "hdf5"])]
     fn fleche(bencher: Bencher<'_, '_>, backend: &str) {
         let cache = open(backend);
         with_cache(&cache, || bencher.with_inputs(next).bench_local_values(mib));

@@ -344,6 +344,35 @@ fn f10_environment_overrides() {
 }
 
 #[test]
+fn secret_keys_come_from_the_file_or_the_environment() {
+    let mut w = World::new();
+    w.write(
+        "home/fleche.toml",
+        "[signed]\ntemplate = \"msgpack\"\nroot = \"s\"\nsecret_key = [\"00112233445566778899aabbccddeeff\"]\n\
+         [plain]\ntemplate = \"msgpack\"\nroot = \"p\"\n",
+    );
+    let out = w.probe("home", &["signed", "plain"]);
+    assert!(
+        line(&out, "signed").contains("keys: [SigningKey(..)]"),
+        "{out}"
+    );
+    assert!(line(&out, "plain").contains("keys: []"), "{out}");
+    w.set(
+        "FLECHE_SECRET_KEY",
+        "ffeeddccbbaa99887766554433221100, 0123456789abcdef0123456789abcdef",
+    );
+    let out = w.probe("home", &["plain"]);
+    assert!(
+        line(&out, "plain").contains("keys: [SigningKey(..), SigningKey(..)]"),
+        "{out}"
+    );
+    w.set("FLECHE_SECRET_KEY", "not-hex");
+    let out = w.probe("home", &["plain"]);
+    assert!(line(&out, "plain").contains("FLECHE_SECRET_KEY"), "{out}");
+    assert!(!out.contains("not-hex"), "a secret is never printed: {out}");
+}
+
+#[test]
 fn unknown_names_list_caches_and_files() {
     let w = World::new();
     w.write("home/fleche.toml", &format!("[fast]\n{MEMORY}"));
