@@ -554,15 +554,8 @@ impl CallStorage for Hdf5Calls {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(self.dir.corrupt(key, e)),
         };
-        let record: CallRecord = rmp_serde::from_slice(&blob).map_err(|e| {
-            self.dir
-                .corrupt(key, format!("undecodable call record: {e}"))
-        })?;
-        if record.key != *key {
-            return Err(self
-                .dir
-                .corrupt(key, format!("group holds the record of {}", record.key)));
-        }
+        let record =
+            CallRecord::decode_for(key, &blob).map_err(|reason| self.dir.corrupt(key, reason))?;
         Ok(Some(record))
     }
 
@@ -585,15 +578,9 @@ impl CallStorage for Hdf5Calls {
     }
 
     fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
-        let mut out = Vec::new();
-        for key in self.dir.digests()? {
-            match self.load(&key) {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "skipping unreadable call record"),
-            }
-        }
-        Ok(out)
+        Ok(crate::record::readable(self.dir.digests()?, |k| {
+            self.load(k)
+        }))
     }
 }
 

@@ -45,6 +45,21 @@ impl CallRecord {
         }
     }
 
+    /// Decodes a record stored under `key` (MessagePack, as every backend stores it) and checks
+    /// that it is the record of `key`.
+    ///
+    /// # Errors
+    ///
+    /// Why the bytes are not the record of `key`.
+    pub fn decode_for(key: &Digest, bytes: &[u8]) -> Result<Self, String> {
+        let record: Self =
+            rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable call record: {e}"))?;
+        if record.key != *key {
+            return Err(format!("found the record of {} instead", record.key));
+        }
+        Ok(record)
+    }
+
     /// The argument named `name`, if it was hashed.
     #[must_use]
     pub fn argument(&self, name: &str) -> Option<&Value> {
@@ -52,4 +67,21 @@ impl CallRecord {
             .iter()
             .find_map(|(n, v)| (n == name).then_some(v))
     }
+}
+
+/// Every readable record among `keys`, loaded with `load`; unreadable ones are skipped with a
+/// warning, so one damaged entry does not hide the others.
+pub(crate) fn readable(
+    keys: Vec<Digest>,
+    load: impl Fn(&Digest) -> Result<Option<CallRecord>, crate::StorageError>,
+) -> Vec<CallRecord> {
+    keys.iter()
+        .filter_map(|key| match load(key) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping unreadable call record");
+                None
+            }
+        })
+        .collect()
 }

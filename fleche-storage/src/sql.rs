@@ -233,12 +233,7 @@ impl SqlCalls {
     }
 
     fn decode(&self, key: &Digest, blob: &[u8]) -> Result<CallRecord, StorageError> {
-        let record: CallRecord = rmp_serde::from_slice(blob)
-            .map_err(|e| self.corrupt(key, format!("undecodable call record: {e}")))?;
-        if record.key != *key {
-            return Err(self.corrupt(key, format!("row holds the record of {}", record.key)));
-        }
-        Ok(record)
+        CallRecord::decode_for(key, blob).map_err(|reason| self.corrupt(key, reason))
     }
 }
 

@@ -317,15 +317,8 @@ impl CallStorage for FileCalls {
         let Some(payload) = self.dir.read(key)? else {
             return Ok(None);
         };
-        let record: CallRecord = rmp_serde::from_slice(&payload).map_err(|e| {
-            self.dir
-                .corrupt(key, format!("undecodable call record: {e}"))
-        })?;
-        if record.key != *key {
-            return Err(self
-                .dir
-                .corrupt(key, format!("file holds the record of {}", record.key)));
-        }
+        let record = CallRecord::decode_for(key, &payload)
+            .map_err(|reason| self.dir.corrupt(key, reason))?;
         Ok(Some(record))
     }
 
@@ -343,15 +336,9 @@ impl CallStorage for FileCalls {
 
     /// Every readable record; unreadable ones are skipped with a warning.
     fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
-        let mut out = Vec::new();
-        for key in self.dir.digests()? {
-            match self.load(&key) {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "skipping unreadable call record"),
-            }
-        }
-        Ok(out)
+        Ok(crate::record::readable(self.dir.digests()?, |k| {
+            self.load(k)
+        }))
     }
 }
 

@@ -418,33 +418,47 @@ const STORAGE_KEYS: [&str; 9] = [
     "remaining_depth",
 ];
 
+/// A storage table, checked and resolved; the values and calls storages are built from it.
+enum Spec {
+    Memory,
+    Void,
+    Files(PathBuf, FileOptions),
+    Sql(SqlDatabase),
+    Hdf5(PathBuf, usize),
+}
+
+fn spec(t: &toml::Table, file: &Path, at: &str, env: &Env) -> Result<Spec, ConfigError> {
+    unknown_keys(t, &STORAGE_KEYS, file, at)?;
+    let kind = backend(t, "type", file, at)?;
+    check_keys(kind, t, file, at)?;
+    Ok(match kind {
+        Backend::Memory => Spec::Memory,
+        Backend::Void => Spec::Void,
+        Backend::Msgpack => {
+            let (root, options) = file_settings(t, file, at, env)?;
+            Spec::Files(root, options)
+        }
+        Backend::Sql => Spec::Sql(database(t, file, at, env)?),
+        Backend::Hdf5 => {
+            let (root, prefix) = hdf5_settings(t, file, at, env)?;
+            Spec::Hdf5(root, prefix)
+        }
+    })
+}
+
 fn value_storage(
     t: &toml::Table,
     file: &Path,
     at: &str,
     env: &Env,
 ) -> Result<Box<dyn ValueStorage>, ConfigError> {
-    unknown_keys(t, &STORAGE_KEYS, file, at)?;
-    let kind = backend(t, "type", file, at)?;
-    check_keys(kind, t, file, at)?;
-    Ok(match kind {
-        Backend::Memory => Box::new(MemoryValues::new()),
-        Backend::Void => Box::new(VoidValues),
-        Backend::Msgpack => {
-            let (root, options) = file_settings(t, file, at, env)?;
-            Box::new(
-                FileValues::open(&root, options)
-                    .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?,
-            )
-        }
-        Backend::Sql => Box::new(database(t, file, at, env)?.values()),
-        Backend::Hdf5 => {
-            let (root, prefix) = hdf5_settings(t, file, at, env)?;
-            Box::new(
-                Hdf5Values::open(&root, prefix)
-                    .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?,
-            )
-        }
+    let opened = |e| ConfigError::new(file, Some(&key(at, "root")), e);
+    Ok(match spec(t, file, at, env)? {
+        Spec::Memory => Box::new(MemoryValues::new()),
+        Spec::Void => Box::new(VoidValues),
+        Spec::Files(root, options) => Box::new(FileValues::open(&root, options).map_err(opened)?),
+        Spec::Sql(db) => Box::new(db.values()),
+        Spec::Hdf5(root, prefix) => Box::new(Hdf5Values::open(&root, prefix).map_err(opened)?),
     })
 }
 
@@ -454,27 +468,13 @@ fn call_storage(
     at: &str,
     env: &Env,
 ) -> Result<Box<dyn CallStorage>, ConfigError> {
-    unknown_keys(t, &STORAGE_KEYS, file, at)?;
-    let kind = backend(t, "type", file, at)?;
-    check_keys(kind, t, file, at)?;
-    Ok(match kind {
-        Backend::Memory => Box::new(MemoryCalls::new()),
-        Backend::Void => Box::new(VoidCalls),
-        Backend::Msgpack => {
-            let (root, options) = file_settings(t, file, at, env)?;
-            Box::new(
-                FileCalls::open(&root, options)
-                    .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?,
-            )
-        }
-        Backend::Sql => Box::new(database(t, file, at, env)?.calls()),
-        Backend::Hdf5 => {
-            let (root, prefix) = hdf5_settings(t, file, at, env)?;
-            Box::new(
-                Hdf5Calls::open(&root, prefix)
-                    .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?,
-            )
-        }
+    let opened = |e| ConfigError::new(file, Some(&key(at, "root")), e);
+    Ok(match spec(t, file, at, env)? {
+        Spec::Memory => Box::new(MemoryCalls::new()),
+        Spec::Void => Box::new(VoidCalls),
+        Spec::Files(root, options) => Box::new(FileCalls::open(&root, options).map_err(opened)?),
+        Spec::Sql(db) => Box::new(db.calls()),
+        Spec::Hdf5(root, prefix) => Box::new(Hdf5Calls::open(&root, prefix).map_err(opened)?),
     })
 }
 
