@@ -11,20 +11,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use fleche::storage::FileOptions;
-use fleche::{Cache, memoize, with_cache};
-
-#[memoize(name = "stress.square")]
-fn square(i: u64) -> u64 {
-    i * i
-}
-
-#[memoize(name = "stress.block")]
-fn block(i: u64) -> Vec<f64> {
-    // 4 MiB of data per entry, so a kill lands in the middle of a write.
-    (0..512 * 1024)
-        .map(|j| (i * 1_000_003 + j) as f64)
-        .collect()
-}
+use fleche::{Cache, with_cache};
+use fleche_tests::stress::{block, square};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();

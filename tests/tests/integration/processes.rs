@@ -1,4 +1,5 @@
-//! Several processes on one file cache (S07) and a writer killed mid-write (S03). The processes
+//! Several processes on one file cache and on one SQLite cache (S07), and a writer killed
+//! mid-write (S03). The processes
 //! are the `fleche-stress` helper binary of this crate.
 
 use std::io::{BufRead, BufReader};
@@ -6,35 +7,36 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fleche::storage::{FileOptions, FileValues, ValueStorage};
-use fleche::{Cache, memoize, with_cache};
+use fleche::{Cache, with_cache};
+// The helper's own functions, so this process reads what the helpers wrote.
+use fleche_tests::stress::{block, square};
 
 const STRESS: &str = env!("CARGO_BIN_EXE_fleche-stress");
-
-/// The same identity as the helper's, so this process reads what the helpers wrote.
-#[memoize(name = "stress.square")]
-fn square(i: u64) -> u64 {
-    i * i
-}
-
-#[memoize(name = "stress.block")]
-fn block(i: u64) -> Vec<f64> {
-    (0..512 * 1024)
-        .map(|j| (i * 1_000_003 + j) as f64)
-        .collect()
-}
 
 #[test]
 fn s07_four_processes_on_one_file_cache() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    sweep_in_four_processes("sweep", dir.path());
+    let cache = Cache::msgpack(dir.path(), FileOptions::new()).unwrap_or_else(|e| panic!("{e}"));
+    check_sweep(&cache);
+}
+
+#[test]
+fn s07_four_processes_on_one_sqlite_cache() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = dir.path().join("cache.db");
+    sweep_in_four_processes("sweep-sql", &db);
+    let cache = Cache::sqlite(&db).unwrap_or_else(|e| panic!("{e}"));
+    check_sweep(&cache);
+}
+
+/// Runs four helpers at once, each calling `square` on the keys 0..200 in its own order.
+fn sweep_in_four_processes(command: &str, target: &std::path::Path) {
+    let target = target.display().to_string();
     let children: Vec<_> = (0..4)
-        .map(|seed| {
+        .map(|seed: u32| {
             Command::new(STRESS)
-                .args([
-                    "sweep",
-                    &dir.path().display().to_string(),
-                    "200",
-                    &seed.to_string(),
-                ])
+                .args([command, &target, "200", &seed.to_string()])
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {STRESS}: {e}"))
@@ -42,21 +44,17 @@ fn s07_four_processes_on_one_file_cache() {
         .collect();
     for child in children {
         let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.stderr.is_empty(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(out.stderr.is_empty(), "no errors or warnings: {stderr}");
     }
-    let cache = Cache::msgpack(dir.path(), FileOptions::new()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// No errors, every entry readable by this process, no duplicate records.
+fn check_sweep(cache: &Cache) {
     let records = cache.records().unwrap_or_default();
     assert_eq!(records.len(), 200, "one record per call, no duplicates");
-    with_cache(&cache, || {
+    with_cache(cache, || {
         for i in 0..200 {
             assert_eq!(square::load(i), Some(i * i), "entry {i} readable");
         }
