@@ -30,8 +30,14 @@
 //! # Choosing the cache
 //!
 //! A memoized call uses the innermost [`with_cache`] scope of its thread, else the sticky cache
-//! set by [`set_cache`], else the default cache (the process's shared memory cache). See
-//! [`current_cache`] for carrying a scope into worker threads (rayon, `std::thread::scope`).
+//! set by [`set_cache`], else the default cache: the one `FLECHE_CACHE` names, else `[default]
+//! cache` of the `fleche.toml` files that apply (see [`config`]), else the process's memory cache.
+//! See [`current_cache`] for carrying a scope into worker threads (rayon, `std::thread::scope`).
+//!
+//! Caches are in memory ([`Cache::memory`]), in files ([`Cache::msgpack`]), in SQLite
+//! ([`Cache::sqlite`]) or in HDF5 files ([`Cache::hdf5`]); they can be read-only, size-limited,
+//! stacked or pooled, and can store nested results as shared parts (see [`Cache`]). The on-disk
+//! formats are versioned and specified in `docs/format.md`.
 //!
 //! # Keys
 //!
