@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use hdf5_pure::{AttrValue, File, FileBuilder};
 use rmpv::Value as Mp;
 
-use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
+mod config;
 
-/// The default number of digest characters that name a file.
-pub const DEFAULT_PREFIX_LENGTH: usize = 2;
+pub use config::{DEFAULT_PREFIX_LENGTH, Hdf5Backend, PREFIX_LENGTHS};
+
+use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
 
 /// A directory of HDF5 files holding entries by digest.
 #[derive(Debug, Clone)]
@@ -47,7 +48,7 @@ fn is_not_found(e: &hdf5_pure::Error) -> bool {
 
 impl H5Dir {
     fn open(root: &Path, prefix_length: usize) -> Result<Self, StorageError> {
-        if !(1..=64).contains(&prefix_length) {
+        if !PREFIX_LENGTHS.contains(&prefix_length) {
             return Err(StorageError::Backend {
                 location: root.display().to_string(),
                 message: format!("prefix_length must be between 1 and 64, not {prefix_length}"),

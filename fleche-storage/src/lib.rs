@@ -19,6 +19,7 @@
 //! | [`sql`] | [`SqlValues`] | [`SqlCalls`] | SQLite (bundled), WAL; arguments queryable as JSON |
 //! | [`hdf5`](mod@hdf5) | [`Hdf5Values`] | [`Hdf5Calls`] | HDF5 files h5py reads; numeric arrays as typed datasets |
 
+pub mod backend;
 pub mod destructure;
 mod digest;
 mod error;
@@ -26,6 +27,7 @@ pub mod file;
 pub mod hdf5;
 pub mod memory;
 mod record;
+pub mod registry;
 pub mod sql;
 mod traits;
 mod value;

@@ -172,3 +172,37 @@ mod tests {
         Ok(())
     }
 }
+
+/// `type = "memory"`: a new, empty in-process storage per cache. It takes no keys.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryBackend;
+
+#[derive(Debug)]
+struct MemorySpec;
+
+impl crate::backend::Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+    fn keys(&self, _template: bool) -> &'static [&'static str] {
+        &[]
+    }
+    fn parse(
+        &self,
+        _: &crate::backend::Settings<'_>,
+    ) -> Option<Box<dyn crate::backend::StorageSpec>> {
+        Some(Box::new(MemorySpec))
+    }
+}
+
+impl crate::backend::StorageSpec for MemorySpec {
+    fn open_values(&self) -> Result<Box<dyn ValueStorage>, StorageError> {
+        Ok(Box::new(MemoryValues::new()))
+    }
+    fn open_calls(&self) -> Result<Box<dyn CallStorage>, StorageError> {
+        Ok(Box::new(MemoryCalls::new()))
+    }
+    fn persistent(&self) -> bool {
+        false
+    }
+}

@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+mod config;
+
+pub use config::{DATABASE_FILE, SqlBackend};
+
 use crate::{CallRecord, CallStorage, Digest, StorageError, Value, ValueStorage};
 
 /// The schema version this code writes and migrates to.

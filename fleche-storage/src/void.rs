@@ -61,3 +61,37 @@ mod tests {
         Ok(())
     }
 }
+
+/// `type = "void"`: stores nothing. It takes no keys.
+#[derive(Debug, Clone, Copy)]
+pub struct VoidBackend;
+
+#[derive(Debug)]
+struct VoidSpec;
+
+impl crate::backend::Backend for VoidBackend {
+    fn name(&self) -> &'static str {
+        "void"
+    }
+    fn keys(&self, _template: bool) -> &'static [&'static str] {
+        &[]
+    }
+    fn parse(
+        &self,
+        _: &crate::backend::Settings<'_>,
+    ) -> Option<Box<dyn crate::backend::StorageSpec>> {
+        Some(Box::new(VoidSpec))
+    }
+}
+
+impl crate::backend::StorageSpec for VoidSpec {
+    fn open_values(&self) -> Result<Box<dyn ValueStorage>, StorageError> {
+        Ok(Box::new(VoidValues))
+    }
+    fn open_calls(&self) -> Result<Box<dyn CallStorage>, StorageError> {
+        Ok(Box::new(VoidCalls))
+    }
+    fn persistent(&self) -> bool {
+        false
+    }
+}

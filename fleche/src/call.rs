@@ -471,7 +471,9 @@ impl Sealed {
             wall_time,
         };
         let mut metadata = BTreeMap::new();
-        metadata.insert(Runtime::NAME.to_owned(), runtime.to_value());
+        if crate::registry::records_runtime() {
+            metadata.insert(Runtime::NAME.to_owned(), runtime.to_value());
+        }
         let mut record = CallRecord::new(call.key, call.info.name, result);
         record.version = call.info.version.map(str::to_owned);
         record.code = call.code;

@@ -25,6 +25,19 @@ pub enum Error {
     /// A configuration file is broken.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A configured cache's storage could not be opened (created, or read as a cache).
+    #[error("cache `{cache}` in {}: `{key}`: cannot open: {source}", file.display())]
+    Open {
+        /// The cache's name.
+        cache: String,
+        /// The configuration file that defines it.
+        file: PathBuf,
+        /// The key of the storage's table.
+        key: String,
+        /// Why it cannot be opened.
+        #[source]
+        source: Box<StorageError>,
+    },
     /// A storage operation failed.
     #[error("cache `{cache}`: {source}")]
     Storage {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use fleche_storage::Digest;
 
-use crate::cache::{DigestMap, lock};
+use crate::sync::{DigestMap, lock};
 
 thread_local! {
     /// How many calls this thread leads right now.

@@ -65,10 +65,14 @@ mod flight;
 pub(crate) mod key;
 mod metadata;
 mod query;
+mod registry;
 mod scope;
+mod sync;
+mod transfer;
 
-pub use cache::{Cache, EvictionPolicy, Fifo, IntoCache, Lru, RESERVED_NAMES, Transfer};
+pub use cache::{Cache, EvictionPolicy, Fifo, Lru};
 pub use call::{CallRef, rerun, uncached};
+pub use config::RESERVED_NAMES;
 pub use error::Error;
 /// Memoizes a function: its results are looked up in, and stored to, the active [`Cache`].
 ///
@@ -149,6 +153,8 @@ pub use error::Error;
 /// never cached. A cache that fails is logged and bypassed: the function's result is never
 /// affected.
 pub use fleche_macros::memoize;
+pub use registry::IntoCache;
+pub use transfer::Transfer;
 
 /// Derives [`Key`](trait@Key) for a struct or enum: every field, by name, in declaration order
 /// (`docs/format.md`, "Derived types"). Type parameters must implement `Key`.

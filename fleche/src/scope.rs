@@ -3,8 +3,8 @@
 use std::cell::RefCell;
 use std::sync::{PoisonError, RwLock};
 
-use crate::cache::default_cache;
-use crate::{Cache, Error, IntoCache};
+use crate::registry::{IntoCache, default_cache};
+use crate::{Cache, Error};
 
 thread_local! {
     static SCOPE: RefCell<Option<Cache>> = const { RefCell::new(None) };

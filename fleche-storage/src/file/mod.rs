@@ -14,6 +14,7 @@
 //!
 //! Directories are created with mode `0700` on Unix: caches often hold private data.
 
+mod config;
 pub mod envelope;
 
 use std::fs;
@@ -21,6 +22,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
+pub use config::{CALLS_DIR, FileBackend, VALUES_DIR};
 use envelope::{EnvelopeError, SigningKey};
 
 /// Settings of a file backend.

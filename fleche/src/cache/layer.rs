@@ -8,18 +8,19 @@ use std::sync::{Arc, Mutex};
 use fleche_storage::{CallRecord, CallStorage, Digest, StorageError, ValueStorage, destructure};
 
 use super::eviction::EvictionPolicy;
-use super::lock;
+use crate::sync::lock;
 
 /// A values storage and a calls storage, possibly read-only or size-limited.
+#[derive(Clone)]
 pub(crate) struct Layer {
-    pub(crate) values: Arc<dyn ValueStorage>,
-    pub(crate) calls: Arc<dyn CallStorage>,
-    pub(crate) read_only: bool,
-    pub(crate) limit: Option<Arc<Limit>>,
+    values: Arc<dyn ValueStorage>,
+    calls: Arc<dyn CallStorage>,
+    read_only: bool,
+    limit: Option<Arc<Limit>>,
     /// Destructure values at this depth on save (`fleche_storage::destructure`).
-    pub(crate) remaining_depth: Option<usize>,
+    remaining_depth: Option<usize>,
     /// Where errors say they happened.
-    pub(crate) location: String,
+    location: String,
 }
 
 impl fmt::Debug for Layer {
@@ -36,7 +37,7 @@ impl fmt::Debug for Layer {
 
 /// At most `max` call records; the policy picks what goes.
 pub(crate) struct Limit {
-    pub(crate) max: usize,
+    max: usize,
     state: Mutex<LimitState>,
 }
 
@@ -47,7 +48,7 @@ struct LimitState {
 }
 
 impl Limit {
-    pub(crate) fn new(max: usize, policy: Box<dyn EvictionPolicy>) -> Self {
+    fn new(max: usize, policy: Box<dyn EvictionPolicy>) -> Self {
         Self {
             max,
             state: Mutex::new(LimitState {
@@ -59,6 +60,88 @@ impl Limit {
 }
 
 impl Layer {
+    /// A writable layer of `values` and `calls`, named `location` in errors.
+    pub(crate) fn new(
+        values: Arc<dyn ValueStorage>,
+        calls: Arc<dyn CallStorage>,
+        location: impl Into<String>,
+    ) -> Self {
+        Self {
+            values,
+            calls,
+            read_only: false,
+            limit: None,
+            remaining_depth: None,
+            location: location.into(),
+        }
+    }
+
+    /// The same storages, read-only.
+    pub(crate) fn with_read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// The same storages, keeping at most `max` records.
+    pub(crate) fn with_limit(mut self, max: usize, policy: Box<dyn EvictionPolicy>) -> Self {
+        self.limit = Some(Arc::new(Limit::new(max, policy)));
+        self
+    }
+
+    /// The same storages, destructuring values `depth` deep on save.
+    pub(crate) fn with_remaining_depth(mut self, depth: usize) -> Self {
+        self.remaining_depth = Some(depth);
+        self
+    }
+
+    /// Whether saves and evictions are refused.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Every stored value's digest.
+    pub(crate) fn value_digests(&self) -> Result<Vec<Digest>, StorageError> {
+        self.values.digests()
+    }
+
+    /// The record stored under `key`.
+    pub(crate) fn record(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
+        self.calls.load(key)
+    }
+
+    /// Every stored record.
+    pub(crate) fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
+        self.calls.records()
+    }
+
+    /// Whether a call is stored under `key` (not counted as a use).
+    pub(crate) fn holds(&self, key: &Digest) -> Result<bool, StorageError> {
+        Ok(self.calls.result_of(key)?.is_some())
+    }
+
+    /// Calls `visit` with the bytes of value `digest`, reassembled when it was destructured;
+    /// borrowed from the storage where it allows. `Ok(None)` when the value is missing.
+    pub(crate) fn visit_value<T>(
+        &self,
+        digest: &Digest,
+        visit: &mut dyn FnMut(&[u8]) -> T,
+    ) -> Result<Option<T>, StorageError> {
+        let mut out = None;
+        let mut destructured = None;
+        self.values.load_with(digest, &mut |bytes| {
+            if destructure::is_split(bytes) {
+                destructured = Some(bytes.to_vec());
+            } else {
+                out = Some(visit(bytes));
+            }
+        })?;
+        if let Some(root) = destructured {
+            let joined = destructure::join(digest, &root, &mut |d| self.values.load(d))?;
+            out = Some(visit(&joined));
+        }
+        Ok(out)
+    }
+
     fn rejected(&self, operation: &'static str) -> StorageError {
         StorageError::Rejected {
             location: self.location.clone(),

@@ -8,26 +8,24 @@
 mod eviction;
 mod layer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use fleche_storage::{
-    CallRecord, CallStorage, Digest, DigestBuildHasher, FileCalls, FileOptions, FileValues,
-    Hdf5Calls, Hdf5Values, MemoryCalls, MemoryValues, SqlDatabase, SqlTarget, StorageError,
-    ValueStorage, VoidCalls, VoidValues, destructure,
+    CallRecord, CallStorage, Digest, FileCalls, FileOptions, FileValues, Hdf5Calls, Hdf5Values,
+    MemoryCalls, MemoryValues, SqlDatabase, SqlTarget, StorageError, ValueStorage, VoidCalls,
+    VoidValues, file,
 };
 use serde::de::DeserializeOwned;
 
 pub use eviction::{EvictionPolicy, Fifo, Lru};
-use layer::{Layer, Limit};
+use layer::Layer;
 
+use crate::Error;
 use crate::flight::Flights;
-use crate::{Error, Query};
-
-/// The names every program can use without a configuration file.
-pub const RESERVED_NAMES: [&str; 3] = ["memory", "void", "default"];
+use crate::sync::lock;
 
 /// A cache: where memoized results are looked up and stored.
 ///
@@ -104,14 +102,7 @@ impl Cache {
     /// A cache that stores nothing: under it every call runs its body.
     #[must_use]
     pub fn void() -> Self {
-        let layer = Layer {
-            values: Arc::new(VoidValues),
-            calls: Arc::new(VoidCalls),
-            read_only: false,
-            limit: None,
-            remaining_depth: None,
-            location: "void".to_owned(),
-        };
+        let layer = Layer::new(Arc::new(VoidValues), Arc::new(VoidCalls), "void");
         Self::new("void", Kind::Single(Arc::new(layer)), false)
     }
 
@@ -122,15 +113,19 @@ impl Cache {
         values: impl ValueStorage + 'static,
         calls: impl CallStorage + 'static,
     ) -> Self {
+        Self::from_boxed(name, Box::new(values), Box::new(calls))
+    }
+
+    /// Like [`from_storages`](Cache::from_storages), for storages already boxed (as the
+    /// configuration opens them).
+    #[must_use]
+    pub fn from_boxed(
+        name: impl Into<String>,
+        values: Box<dyn ValueStorage>,
+        calls: Box<dyn CallStorage>,
+    ) -> Self {
         let name = name.into();
-        let layer = Layer {
-            values: Arc::new(values),
-            calls: Arc::new(calls),
-            read_only: false,
-            limit: None,
-            remaining_depth: None,
-            location: name.clone(),
-        };
+        let layer = Layer::new(Arc::from(values), Arc::from(calls), name.clone());
         Self::new(name, Kind::Single(Arc::new(layer)), true)
     }
 
@@ -163,8 +158,9 @@ impl Cache {
             cache: root.display().to_string(),
             source,
         };
-        let values = FileValues::open(root.join("values"), options.clone()).map_err(storage)?;
-        let calls = FileCalls::open(root.join("calls"), options).map_err(storage)?;
+        let values =
+            FileValues::open(root.join(file::VALUES_DIR), options.clone()).map_err(storage)?;
+        let calls = FileCalls::open(root.join(file::CALLS_DIR), options).map_err(storage)?;
         Ok(Self::from_storages("msgpack", values, calls))
     }
 
@@ -219,52 +215,6 @@ impl Cache {
         Ok(Self::from_storages("hdf5", values, calls))
     }
 
-    /// The cache called `name`: a reserved name, or a cache defined in the `fleche.toml` files
-    /// of this process (see [`config`](crate::config)). Every call with the same name returns the
-    /// same instance.
-    ///
-    /// The reserved names work everywhere: `"memory"` is this process's shared in-memory cache,
-    /// `"void"` stores nothing, and `"default"` is the cache a memoized call uses when no scope or
-    /// sticky cache is set (`FLECHE_CACHE`, else `[default] cache`, else `"memory"`).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] when the configuration is broken; [`Error::UnknownCache`] for a name
-    /// that is neither reserved nor configured, listing the names that exist and the files read.
-    pub fn named(name: &str) -> Result<Self, Error> {
-        match name {
-            "memory" => Ok(shared_memory().clone()),
-            "void" => Ok(shared_void().clone()),
-            "default" => Ok(default_cache().clone()),
-            _ => registry::named(name),
-        }
-    }
-
-    /// A cache from the text of one cache definition (what goes under `[name]` in
-    /// `fleche.toml`); relative paths resolve against the working directory.
-    ///
-    /// ```
-    /// let c = fleche::Cache::from_toml_str("values.type = \"memory\"\ncalls.type = \"memory\"\nmax_size = 10")?;
-    /// # Ok::<(), fleche::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming the key that is wrong.
-    pub fn from_toml_str(text: &str) -> Result<Self, Error> {
-        let env = crate::config::Env::from_process();
-        let origin = env.cwd.join("<string>");
-        let value: toml::Table = toml::from_str(text).map_err(|e| {
-            crate::config::ConfigError::new(&origin, None, e.to_string().trim_end())
-        })?;
-        Ok(crate::config::build_cache(
-            "cache",
-            &toml::Value::Table(value),
-            &origin,
-            &env,
-        )?)
-    }
-
     /// The cache's name.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -293,18 +243,9 @@ impl Cache {
         }
     }
 
-    fn derived(&self, what: &str, change: impl FnOnce(&mut Layer)) -> Result<Cache, Error> {
-        let layer = self.single(what)?;
-        let mut copy = Layer {
-            values: Arc::clone(&layer.values),
-            calls: Arc::clone(&layer.calls),
-            read_only: layer.read_only,
-            limit: layer.limit.clone(),
-            remaining_depth: layer.remaining_depth,
-            location: layer.location.clone(),
-        };
-        change(&mut copy);
-        let single_flight = self.inner.flights.is_some() && !copy.read_only;
+    fn derived(&self, what: &str, change: impl FnOnce(Layer) -> Layer) -> Result<Cache, Error> {
+        let copy = change(Layer::clone(self.single(what)?));
+        let single_flight = self.inner.flights.is_some() && !copy.is_read_only();
         Ok(Self::new(
             self.inner.name.clone(),
             Kind::Single(Arc::new(copy)),
@@ -320,7 +261,7 @@ impl Cache {
     /// [`Error::Composition`] for a stack or a pool (a pool is read-only already; make the
     /// layers of a stack read-only before stacking them).
     pub fn read_only(&self) -> Result<Cache, Error> {
-        self.derived("read_only", |l| l.read_only = true)
+        self.derived("read_only", Layer::with_read_only)
     }
 
     /// A view of the same storages that keeps at most `max` call records, evicting the least
@@ -343,8 +284,7 @@ impl Cache {
         max: usize,
         policy: impl EvictionPolicy + 'static,
     ) -> Result<Cache, Error> {
-        let limit = Arc::new(Limit::new(max, Box::new(policy)));
-        self.derived("max_size", |l| l.limit = Some(limit))
+        self.derived("max_size", |l| l.with_limit(max, Box::new(policy)))
     }
 
     /// A view of the same storages that destructures results on save: sub-collections at least
@@ -356,7 +296,7 @@ impl Cache {
     ///
     /// [`Error::Composition`] for a stack or a pool.
     pub fn remaining_depth(&self, depth: usize) -> Result<Cache, Error> {
-        self.derived("remaining_depth", |l| l.remaining_depth = Some(depth))
+        self.derived("remaining_depth", |l| l.with_remaining_depth(depth))
     }
 
     /// The digests of every stored value (for stacks and pools, of every layer, without
@@ -368,7 +308,7 @@ impl Cache {
     pub fn value_digests(&self) -> Result<Vec<Digest>, Error> {
         let mut seen = HashSet::new();
         for layer in self.layers() {
-            seen.extend(layer.values.digests().map_err(|e| self.error(e))?);
+            seen.extend(layer.value_digests().map_err(|e| self.error(e))?);
         }
         Ok(seen.into_iter().collect())
     }
@@ -386,7 +326,7 @@ impl Cache {
             Kind::Single(l) => l.gc().map_err(|e| self.error(e)),
             Kind::Stack { layers, .. } => layers
                 .iter()
-                .filter(|l| !l.read_only)
+                .filter(|l| !l.is_read_only())
                 .map(|l| l.gc().map_err(|e| self.error(e)))
                 .sum(),
             Kind::Pool(_) => Err(self.rejected("gc")),
@@ -476,8 +416,8 @@ impl Cache {
     /// Whether memoized calls under this cache store their results.
     pub(crate) fn accepts_writes(&self) -> bool {
         match &self.inner.kind {
-            Kind::Single(l) => !l.read_only,
-            Kind::Stack { layers, .. } => layers.first().is_some_and(|l| !l.read_only),
+            Kind::Single(l) => !l.is_read_only(),
+            Kind::Stack { layers, .. } => layers.first().is_some_and(|l| !l.is_read_only()),
             Kind::Pool(_) => false,
         }
     }
@@ -489,7 +429,7 @@ impl Cache {
         }
     }
 
-    fn rejected(&self, operation: &'static str) -> Error {
+    pub(crate) fn rejected(&self, operation: &'static str) -> Error {
         self.error(StorageError::Rejected {
             location: self.inner.name.clone(),
             operation,
@@ -511,12 +451,7 @@ impl Cache {
     /// [`Error::Storage`] when a calls storage fails.
     pub fn contains(&self, key: &Digest) -> Result<bool, Error> {
         for layer in self.layers() {
-            if layer
-                .calls
-                .result_of(key)
-                .map_err(|e| self.error(e))?
-                .is_some()
-            {
+            if layer.holds(key).map_err(|e| self.error(e))? {
                 return Ok(true);
             }
         }
@@ -530,7 +465,7 @@ impl Cache {
     /// [`Error::Storage`] when a calls storage fails.
     pub fn record(&self, key: &Digest) -> Result<Option<CallRecord>, Error> {
         for layer in self.layers() {
-            if let Some(r) = layer.calls.load(key).map_err(|e| self.error(e))? {
+            if let Some(r) = layer.record(key).map_err(|e| self.error(e))? {
                 return Ok(Some(r));
             }
         }
@@ -560,7 +495,7 @@ impl Cache {
             Kind::Single(l) => l.evict(key).map_err(|e| self.error(e)),
             Kind::Stack { layers, .. } => {
                 let mut removed = false;
-                for l in layers.iter().filter(|l| !l.read_only) {
+                for l in layers.iter().filter(|l| !l.is_read_only()) {
                     removed |= l.evict(key).map_err(|e| self.error(e))?;
                 }
                 Ok(removed)
@@ -578,12 +513,12 @@ impl Cache {
     pub fn records(&self) -> Result<Vec<CallRecord>, Error> {
         let layers = self.layers();
         if let [single] = layers {
-            return single.calls.records().map_err(|e| self.error(e));
+            return single.records().map_err(|e| self.error(e));
         }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for layer in layers {
-            for r in layer.calls.records().map_err(|e| self.error(e))? {
+            for r in layer.records().map_err(|e| self.error(e))? {
                 if seen.insert(r.key) {
                     out.push(r);
                 }
@@ -617,23 +552,9 @@ impl Cache {
             {
                 self.backfill(backfill, &layers[0], layer, key);
             }
-            let mut out = None;
-            let mut destructured = None;
-            layer
-                .values
-                .load_with(&result, &mut |bytes| {
-                    if destructure::is_split(bytes) {
-                        destructured = Some(bytes.to_vec());
-                    } else {
-                        out = Some(decode(&result, bytes));
-                    }
-                })
+            let out = layer
+                .visit_value(&result, &mut |bytes| decode(&result, bytes))
                 .map_err(|e| self.error(e))?;
-            if let Some(root) = destructured {
-                let joined = destructure::join(&result, &root, &mut |d| layer.values.load(d))
-                    .map_err(|e| self.error(e))?;
-                out = Some(decode(&result, &joined));
-            }
             return Ok(out);
         }
         Ok(None)
@@ -643,7 +564,7 @@ impl Cache {
     fn backfill(&self, guard: &Mutex<()>, first: &Layer, from: &Layer, key: &Digest) {
         let _once = lock(guard);
         let copied = (|| {
-            if first.calls.result_of(key)?.is_some() {
+            if first.holds(key)? {
                 return Ok(());
             }
             match from.entry(key)? {
@@ -657,6 +578,16 @@ impl Cache {
         }
     }
 
+    /// The bytes of value `digest` (reassembled), from the first layer holding it.
+    pub(crate) fn value_bytes(&self, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
+        for layer in self.layers() {
+            if let Some(bytes) = layer.value(digest).map_err(|e| self.error(e))? {
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
+    }
+
     /// Stores an encoded result and its call record (in the first layer of a stack).
     pub(crate) fn store(&self, bytes: &[u8], record: CallRecord) -> Result<(), Error> {
         match &self.inner.kind {
@@ -668,83 +599,6 @@ impl Cache {
             Kind::Pool(_) => Err(self.rejected("save")),
         }
     }
-
-    /// Copies the calls matching `query` (and their values) from this cache into `to`. Calls
-    /// already in `to` are skipped unless `overwrite`. Safe to run concurrently with other
-    /// transfers and with memoized calls: every entry is copied value first, record second.
-    ///
-    /// ```
-    /// use fleche::{Cache, Query};
-    ///
-    /// #[fleche::memoize]
-    /// fn half(x: u64) -> u64 { x / 2 }
-    ///
-    /// # fn main() -> Result<(), fleche::Error> {
-    /// let scratch = Cache::memory();
-    /// let archive = Cache::memory();
-    /// fleche::with_cache(&scratch, || { half(4); half(6); });
-    /// let moved = scratch.transfer(&archive, &half::query().arg("x", 4u64), false)?;
-    /// assert_eq!(moved.copied.len(), 1);
-    /// scratch.pop(&moved)?;                       // remove from the source what was copied
-    /// assert_eq!(scratch.records()?.len(), 1);
-    /// assert_eq!(archive.records()?.len(), 1);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Storage`] when a storage fails or `to` rejects writes (read-only, pool).
-    pub fn transfer(&self, to: &Cache, query: &Query, overwrite: bool) -> Result<Transfer, Error> {
-        if !to.accepts_writes() {
-            return Err(to.rejected("save"));
-        }
-        let mut report = Transfer::default();
-        for record in query.records_in(self)? {
-            let key = record.key;
-            if !overwrite && to.contains(&key)? {
-                report.skipped.push(key);
-                continue;
-            }
-            let bytes = self
-                .layers()
-                .iter()
-                .find_map(|l| l.value(&record.result).transpose());
-            match bytes {
-                Some(bytes) => {
-                    let bytes = bytes.map_err(|e| self.error(e))?;
-                    to.store(&bytes, record)?;
-                    report.copied.push(key);
-                }
-                None => report.skipped.push(key),
-            }
-        }
-        Ok(report)
-    }
-
-    /// Evicts from this cache the calls a [`transfer`](Cache::transfer) copied; returns how many
-    /// were removed. Calls it skipped are left alone.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Storage`] when a calls storage fails or rejects the eviction.
-    pub fn pop(&self, transfer: &Transfer) -> Result<usize, Error> {
-        let mut n = 0;
-        for key in &transfer.copied {
-            n += usize::from(self.evict(key)?);
-        }
-        Ok(n)
-    }
-}
-
-/// What [`Cache::transfer`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Transfer {
-    /// The calls copied.
-    pub copied: Vec<Digest>,
-    /// The calls left alone: already in the destination (without `overwrite`), or whose value is
-    /// missing from the source.
-    pub skipped: Vec<Digest>,
 }
 
 /// Decodes a stored value.
@@ -755,126 +609,3 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], value: &Digest) -> Resul
         message: e.to_string(),
     })
 }
-
-fn shared_memory() -> &'static Cache {
-    static MEMORY: OnceLock<Cache> = OnceLock::new();
-    MEMORY.get_or_init(Cache::memory)
-}
-
-fn shared_void() -> &'static Cache {
-    static VOID: OnceLock<Cache> = OnceLock::new();
-    VOID.get_or_init(Cache::void)
-}
-
-/// The cache used when no scope or sticky cache is set: `FLECHE_CACHE`, else the configuration's
-/// `[default] cache`, else the shared memory cache. A broken configuration cannot stop a memoized
-/// call: it is logged as an error, once, and the memory cache is used.
-pub(crate) fn default_cache() -> &'static Cache {
-    static DEFAULT: OnceLock<Cache> = OnceLock::new();
-    DEFAULT.get_or_init(|| match registry::default() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "the default cache is unusable; memoized calls outside a scope use the memory cache");
-            shared_memory().clone()
-        }
-    })
-}
-
-/// The caches named in this process's configuration, built once each.
-mod registry {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-
-    use super::{Cache, RESERVED_NAMES, lock, shared_memory};
-    use crate::Error;
-    use crate::config::{Config, DefaultCache, Env};
-
-    fn config() -> Result<&'static Config, Error> {
-        static CONFIG: OnceLock<Result<Config, crate::config::ConfigError>> = OnceLock::new();
-        CONFIG
-            .get_or_init(|| Config::discover(&Env::from_process()))
-            .as_ref()
-            .map_err(|e| Error::Config(e.clone()))
-    }
-
-    pub(super) fn named(name: &str) -> Result<Cache, Error> {
-        static BUILT: OnceLock<Mutex<HashMap<String, Cache>>> = OnceLock::new();
-        let config = config()?;
-        let mut built = lock(BUILT.get_or_init(Default::default));
-        if let Some(c) = built.get(name) {
-            return Ok(c.clone());
-        }
-        match config.build(name)? {
-            Some(c) => {
-                built.insert(name.to_owned(), c.clone());
-                Ok(c)
-            }
-            None => Err(Error::UnknownCache {
-                name: name.to_owned(),
-                known: RESERVED_NAMES
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .chain(config.cache_names())
-                    .collect(),
-                config_files: config.files().to_vec(),
-            }),
-        }
-    }
-
-    pub(super) fn default() -> Result<Cache, Error> {
-        match config()?.default_cache()? {
-            DefaultCache::Memory => Ok(shared_memory().clone()),
-            DefaultCache::Inline(c) => Ok(c),
-            DefaultCache::Named(n) if n == "default" => Ok(shared_memory().clone()),
-            DefaultCache::Named(n) => Cache::named(&n),
-        }
-    }
-}
-
-/// Anything that names or is a cache: `&str` and `String` (a name for [`Cache::named`]), `Cache`
-/// and `&Cache`.
-pub trait IntoCache {
-    /// Resolves to a cache.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::UnknownCache`] for a name that does not exist.
-    fn into_cache(self) -> Result<Cache, Error>;
-}
-
-impl IntoCache for Cache {
-    fn into_cache(self) -> Result<Cache, Error> {
-        Ok(self)
-    }
-}
-
-impl IntoCache for &Cache {
-    fn into_cache(self) -> Result<Cache, Error> {
-        Ok(self.clone())
-    }
-}
-
-impl IntoCache for &str {
-    fn into_cache(self) -> Result<Cache, Error> {
-        Cache::named(self)
-    }
-}
-
-impl IntoCache for String {
-    fn into_cache(self) -> Result<Cache, Error> {
-        Cache::named(&self)
-    }
-}
-
-impl IntoCache for &String {
-    fn into_cache(self) -> Result<Cache, Error> {
-        Cache::named(self)
-    }
-}
-
-/// Keeps `Mutex` poisoning from turning one panic into many.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-pub(crate) type DigestMap<V> = HashMap<Digest, V, DigestBuildHasher>;

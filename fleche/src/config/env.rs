@@ -1,6 +1,6 @@
 //! What configuration depends on from the environment, read once at the edge.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::{CACHE_ENV, CONFIG_ENV, SECRET_KEY_ENV};
 
@@ -58,35 +58,11 @@ impl Env {
             .or_else(|| self.home.as_ref().map(|h| h.join(".config")))?;
         Some(base.join("fleche").join("cache.toml"))
     }
-
-    /// `raw` as a path: `~` is the home directory, a relative path is relative to `base`.
-    pub(crate) fn resolve(&self, raw: &str, base: &Path) -> PathBuf {
-        if raw == "~"
-            && let Some(h) = &self.home
-        {
-            return h.clone();
-        }
-        if let (Some(rest), Some(h)) = (raw.strip_prefix("~/"), &self.home) {
-            return h.join(rest);
-        }
-        base.join(raw)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_resolve_against_the_file_and_home() {
-        let env = Env::new("/work", Some(PathBuf::from("/home/u")));
-        let base = Path::new("/proj/sub");
-        assert_eq!(env.resolve("cache", base), PathBuf::from("/proj/sub/cache"));
-        assert_eq!(env.resolve("../c", base), PathBuf::from("/proj/sub/../c"));
-        assert_eq!(env.resolve("/abs/c", base), PathBuf::from("/abs/c"));
-        assert_eq!(env.resolve("~/c", base), PathBuf::from("/home/u/c"));
-        assert_eq!(env.resolve("~", base), PathBuf::from("/home/u"));
-    }
 
     #[test]
     fn xdg_falls_back_to_dot_config() {

@@ -12,20 +12,19 @@ use fleche::Cache;
 use fleche::config::{Config, Env};
 
 fn main() {
-    match Config::discover(&Env::from_process()) {
-        Ok(config) => {
-            let files: Vec<String> = config
-                .files()
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect();
-            println!("files: {}", files.join(", "));
-            match config.metadata() {
-                Ok(m) => println!("metadata: {}", m.join(", ")),
-                Err(e) => println!("metadata !! {e}"),
-            }
-        }
-        Err(e) => println!("config !! {e}"),
+    let config = Config::discover(&Env::from_process());
+    let files: Vec<String> = config
+        .files()
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    println!("files: {}", files.join(", "));
+    match config.metadata() {
+        Ok(m) => println!("metadata: {}", m.join(", ")),
+        Err(e) => println!("metadata !! {e}"),
+    }
+    for p in config.problems() {
+        println!("problem: {p}");
     }
     for name in std::env::args().skip(1) {
         match Cache::named(&name) {

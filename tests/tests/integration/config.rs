@@ -239,12 +239,12 @@ fn f08_bad_configs_name_the_file_and_the_key() {
             "`x.calls.tpye`: unknown key",
         ),
         (
-            "[default]\nmetadata = [\"Tags\"]\n[x]\ntemplate = \"memory\"",
-            "`default.metadata[0]`: `Tags` takes arguments",
+            "[x]\ntemplate = \"hdf5\"\nroot = \"h\"\nprefix_length = 99",
+            "`x.prefix_length`: expected an integer from 1 to 64, found 99",
         ),
         (
-            "[memory]\ntemplate = \"void\"",
-            "`memory`: `memory` is a reserved cache name",
+            "[x]\ntemplate = \"msgpack\"\nroot = \"r\"\nlock_timeout = -1",
+            "`x.lock_timeout`: expected a number of seconds, not negative, found -1",
         ),
         ("[x]\nvalues.type = \"memory\"", "`x.calls`: missing"),
     ];
@@ -256,6 +256,22 @@ fn f08_bad_configs_name_the_file_and_the_key() {
         );
         assert!(got.contains("home/fleche.toml"), "names the file: {got}");
     }
+}
+
+#[test]
+fn reserved_names_cannot_be_redefined() {
+    let w = World::new();
+    w.write("home/fleche.toml", "[memory]\ntemplate = \"void\"\n");
+    let out = w.probe("home", &["memory"]);
+    assert!(
+        out.contains("problem: cache `memory` in ")
+            && out.contains("home/fleche.toml: `memory`: `memory` is a reserved cache name"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "memory").contains("MemoryValues"),
+        "the reserved cache still works: {out}"
+    );
 }
 
 #[test]

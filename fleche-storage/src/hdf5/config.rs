@@ -1,0 +1,99 @@
+//! `type = "hdf5"` (alias `bagofholding_hdf`): the keys of an HDF5 storage.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `root` | required | the directory of `.h5` files; relative to the configuration file |
+//! | `prefix_length` | 2 ([`DEFAULT_PREFIX_LENGTH`]) | digest characters (1–64) naming the file an entry goes in |
+//! | `lock_timeout` | wait forever | seconds (not negative) to wait for another process's lock on a file before giving up (the call then runs uncached, with a warning) |
+//! | `shared` | `false` | group-shared modes (2770 directories, 0660 files) instead of 0700/0600 |
+//!
+//! In a template (`template = "hdf5"`), `root` holds the whole cache: values in `root/values`,
+//! calls in `root/calls`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Hdf5Calls, Hdf5Values};
+use crate::backend::{Backend, Settings, StorageSpec};
+use crate::file::{CALLS_DIR, VALUES_DIR};
+use crate::{CallStorage, StorageError, ValueStorage};
+
+/// How many leading hexadecimal digest characters name an entry's file by default.
+pub const DEFAULT_PREFIX_LENGTH: usize = 2;
+/// The accepted `prefix_length`s.
+pub const PREFIX_LENGTHS: std::ops::RangeInclusive<usize> = 1..=64;
+
+/// The `hdf5` backend's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Hdf5Backend;
+
+#[derive(Debug)]
+struct Hdf5Spec {
+    root: PathBuf,
+    template: bool,
+    prefix_length: usize,
+    lock_timeout: Option<Duration>,
+    shared: bool,
+}
+
+impl Backend for Hdf5Backend {
+    fn name(&self) -> &'static str {
+        "hdf5"
+    }
+    fn aliases(&self) -> &'static [&'static str] {
+        &["bagofholding_hdf"]
+    }
+    fn feature(&self) -> Option<&'static str> {
+        Some("hdf5")
+    }
+    fn keys(&self, _template: bool) -> &'static [&'static str] {
+        &["root", "prefix_length", "lock_timeout", "shared"]
+    }
+    fn parse(&self, s: &Settings<'_>) -> Option<Box<dyn StorageSpec>> {
+        let root = s.required_path("root", "an HDF5 storage needs a `root` directory");
+        let range = i64::try_from(*PREFIX_LENGTHS.start()).unwrap_or(1)
+            ..=i64::try_from(*PREFIX_LENGTHS.end()).unwrap_or(64);
+        let prefix_length = s
+            .integer("prefix_length", range)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(DEFAULT_PREFIX_LENGTH);
+        let lock_timeout = s.seconds("lock_timeout");
+        let shared = s.bool("shared").unwrap_or(false);
+        if s.failed() {
+            return None;
+        }
+        Some(Box::new(Hdf5Spec {
+            root: root?,
+            template: s.is_template(),
+            prefix_length,
+            lock_timeout,
+            shared,
+        }))
+    }
+}
+
+impl Hdf5Spec {
+    fn dir(&self, part: &str) -> PathBuf {
+        if self.template {
+            self.root.join(part)
+        } else {
+            self.root.clone()
+        }
+    }
+}
+
+impl StorageSpec for Hdf5Spec {
+    fn open_values(&self) -> Result<Box<dyn ValueStorage>, StorageError> {
+        let _ = (self.lock_timeout, self.shared);
+        Ok(Box::new(Hdf5Values::open(
+            self.dir(VALUES_DIR),
+            self.prefix_length,
+        )?))
+    }
+    fn open_calls(&self) -> Result<Box<dyn CallStorage>, StorageError> {
+        Ok(Box::new(Hdf5Calls::open(
+            self.dir(CALLS_DIR),
+            self.prefix_length,
+        )?))
+    }
+}
