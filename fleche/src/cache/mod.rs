@@ -69,6 +69,13 @@ enum Kind {
     Pool(Vec<Arc<Layer>>),
 }
 
+// A panic inside a memoized body or a `with_cache` scope leaves every cache consistent: storages
+// write entries atomically, single-flight hands a failed call over to the next caller, the scope
+// guard restores the previous cache, and every lock ignores poisoning. So a `Cache` can cross
+// `catch_unwind`, as test harnesses need, without asking storages to be `UnwindSafe`.
+impl std::panic::UnwindSafe for Cache {}
+impl std::panic::RefUnwindSafe for Cache {}
+
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Cache");

@@ -47,6 +47,11 @@ impl World {
 
     /// Runs the probe in `cwd` (relative to the world) for `names`; returns its output.
     fn probe(&self, cwd: &str, names: &[&str]) -> String {
+        self.probe_with_stderr(cwd, names).0
+    }
+
+    /// Like `probe`, also returning what the probe printed on stderr.
+    fn probe_with_stderr(&self, cwd: &str, names: &[&str]) -> (String, String) {
         let dir = self.path(cwd);
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let mut cmd = Command::new(PROBE);
@@ -61,12 +66,9 @@ impl World {
         let out = cmd
             .output()
             .unwrap_or_else(|e| panic!("cannot run {PROBE}: {e}"));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
     }
 }
 
@@ -398,5 +400,151 @@ fn unknown_names_list_caches_and_files() {
     assert!(
         l.contains(&w.home().join("fleche.toml").display().to_string()),
         "{l}"
+    );
+}
+
+#[test]
+fn a_bad_section_fails_only_itself() {
+    let w = World::new();
+    w.write(
+        "home/fleche.toml",
+        &format!("[good]\n{MEMORY}[bad]\ntemplate = \"msgpack\"\ncompress = \"yes\"\n"),
+    );
+    let out = w.probe("home", &["good", "bad", "with:bad", "with:good"]);
+    assert!(line(&out, "good").contains("=> Cache"), "{out}");
+    let file = w.home().join("fleche.toml").display().to_string();
+    let expected = format!("cache `bad` in {file}: `bad.root`: missing");
+    assert!(line(&out, "bad").contains(&expected), "{out}");
+    assert!(
+        line(&out, "bad").contains("and 1 more problems"),
+        "the other problem is counted: {out}"
+    );
+    assert!(line(&out, "with:bad try").contains(&expected), "{out}");
+    assert!(
+        line(&out, "with:bad panic").contains(&format!("fleche::with_cache: {expected}")),
+        "{out}"
+    );
+    assert!(line(&out, "with:good try").contains("=> ok"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "problem: cache `bad` in {file}: `bad.compress`: expected true, false or a zstd level"
+        )),
+        "every problem is listed: {out}"
+    );
+}
+
+#[test]
+fn a_syntax_error_fails_only_its_file() {
+    let w = World::new();
+    w.write("home/fleche.toml", &format!("[far]\n{MEMORY}"));
+    w.write("home/proj/fleche.toml", "[near\nvalues.type = 1\n");
+    let out = w.probe("home/proj", &["far", "near"]);
+    assert!(line(&out, "far").contains("=> Cache"), "{out}");
+    let near = line(&out, "near");
+    assert!(
+        near.contains("proj/fleche.toml: TOML parse error at line 1"),
+        "the broken file and the line: {near}"
+    );
+}
+
+#[test]
+fn a_broken_default_cache_warns_once_and_uses_memory() {
+    let w = World::new();
+    w.write(
+        "home/fleche.toml",
+        "[default]\ncache = \"bad\"\n[bad]\ntemplate = \"msgpack\"\n",
+    );
+    let (out, err) = w.probe_with_stderr("home", &["call"]);
+    assert!(
+        line(&out, "call").contains("runs: 1"),
+        "the memory cache hits: {out}"
+    );
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("fleche: warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning: {err}");
+    assert!(
+        warnings[0].contains("memory cache") && warnings[0].contains("`bad.root`: missing"),
+        "names the file and the key: {err}"
+    );
+    assert!(warnings[0].contains("home/fleche.toml"), "{err}");
+}
+
+#[test]
+fn default_metadata_is_honoured() {
+    let w = World::new();
+    let out = w.probe("home", &["call"]);
+    assert!(
+        line(&out, "call").contains("metadata: Some([\"runtime\"])"),
+        "{out}"
+    );
+    w.write("home/fleche.toml", "[default]\nmetadata = []\n");
+    let out = w.probe("home", &["call"]);
+    assert!(
+        line(&out, "call").contains("metadata: Some([])"),
+        "none: {out}"
+    );
+    w.write(
+        "home/fleche.toml",
+        "[default]\nmetadata = [\"Runtime\", \"Tags\"]\n",
+    );
+    let out = w.probe("home", &["call"]);
+    assert!(out.contains("metadata: Runtime, Tags"), "{out}");
+    assert!(
+        line(&out, "call").contains("metadata: Some([\"runtime\"])"),
+        "{out}"
+    );
+    w.write("home/fleche.toml", "[default]\nmetadata = [\"Bogus\"]\n");
+    let out = w.probe("home", &["call"]);
+    assert!(
+        out.contains("`default.metadata[0]`: unknown metadata `Bogus`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bare_sqlite_path_resolves_against_its_file() {
+    let w = World::new();
+    w.write(
+        "home/proj/fleche.toml",
+        "[db]\nvalues.type = \"memory\"\ncalls = { type = \"sql\", url = \"fleche/calls.db\" }\n",
+    );
+    let out = w.probe("home/proj/sub", &["db"]);
+    assert!(line(&out, "db").contains("SqlCalls"), "{out}");
+    assert!(w.path("home/proj/fleche/calls.db").is_file(), "{out}");
+}
+
+#[test]
+fn caches_open_on_first_use() {
+    let w = World::new();
+    w.write(
+        "home/fleche.toml",
+        &format!("[files]\ntemplate = \"msgpack\"\nroot = \"r\"\n[other]\n{MEMORY}"),
+    );
+    let out = w.probe("home", &["other"]);
+    assert!(line(&out, "other").contains("=> Cache"), "{out}");
+    assert!(
+        !w.path("home/r").exists(),
+        "an unused cache creates nothing"
+    );
+    w.probe("home", &["files"]);
+    assert!(w.path("home/r/values").is_dir());
+}
+
+#[test]
+fn a_signing_key_for_a_storage_that_cannot_sign_warns() {
+    let mut w = World::new();
+    w.write(
+        "home/fleche.toml",
+        "[db]\ntemplate = \"sql\"\nroot = \"s\"\n[files]\ntemplate = \"msgpack\"\nroot = \"f\"\n",
+    );
+    w.set("FLECHE_SECRET_KEY", "00112233445566778899aabbccddeeff");
+    let (_, err) = w.probe_with_stderr("home", &["db", "files"]);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("cannot sign")).collect();
+    assert_eq!(warnings.len(), 1, "only the SQLite cache: {err}");
+    assert!(
+        warnings[0].contains("cache `db`") && warnings[0].contains("`db`"),
+        "{err}"
     );
 }

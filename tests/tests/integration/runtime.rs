@@ -347,6 +347,31 @@ fn unknown_names_are_errors_listing_what_exists() {
     assert!(message.contains("unknown cache `fast`"), "{message}");
 }
 
+#[memoize]
+fn unwind_probe(x: u64) -> u64 {
+    assert!(x != 0, "no zero");
+    x
+}
+
+#[test]
+fn a_cache_crosses_catch_unwind() {
+    fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>(_: &T) {}
+    let c = Cache::memory();
+    unwind_safe(&c);
+    // No AssertUnwindSafe: this is what test harnesses write.
+    assert!(catch_unwind(|| with_cache(&c, || unwind_probe(0))).is_err());
+    assert_eq!(
+        catch_unwind(|| with_cache(&c, || unwind_probe(3))).ok(),
+        Some(3)
+    );
+    assert_eq!(
+        c.records().map(|r| r.len()).ok(),
+        Some(1),
+        "the panic stored nothing"
+    );
+    assert_eq!(with_cache(&c, || unwind_probe::load(3)), Some(3));
+}
+
 #[test]
 fn scopes_nest_and_restore_even_on_panic() {
     let outer = Cache::memory();
