@@ -38,6 +38,13 @@ fn io_error(path: &Path, source: io::Error) -> StorageError {
     }
 }
 
+fn hdf5_error(path: &Path, source: hdf5_pure::Error) -> StorageError {
+    StorageError::Hdf5 {
+        location: path.display().to_string(),
+        source,
+    }
+}
+
 fn is_not_found(e: &hdf5_pure::Error) -> bool {
     matches!(
         e,
@@ -48,9 +55,9 @@ fn is_not_found(e: &hdf5_pure::Error) -> bool {
 impl H5Dir {
     fn open(root: &Path, prefix_length: usize) -> Result<Self, StorageError> {
         if !(1..=64).contains(&prefix_length) {
-            return Err(StorageError::Backend {
+            return Err(StorageError::Settings {
                 location: root.display().to_string(),
-                message: format!("prefix_length must be between 1 and 64, not {prefix_length}"),
+                reason: format!("prefix_length must be between 1 and 64, not {prefix_length}"),
             });
         }
         fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
@@ -62,9 +69,9 @@ impl H5Dir {
                 continue;
             };
             if stem.len() != prefix_length && stem.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(StorageError::Backend {
+                return Err(StorageError::Settings {
                     location: root.display().to_string(),
-                    message: format!(
+                    reason: format!(
                         "this directory holds files written with prefix_length {}, but prefix_length is {prefix_length}",
                         stem.len()
                     ),
@@ -86,12 +93,22 @@ impl H5Dir {
             .join(format!("{}.h5", digest.hex_prefix(self.prefix_length)))
     }
 
-    fn corrupt(&self, digest: &Digest, reason: impl ToString) -> StorageError {
-        StorageError::Corrupt {
-            location: self.location(),
-            digest: *digest,
-            reason: reason.to_string(),
-        }
+    fn corrupt(&self, digest: &Digest, reason: impl Into<String>) -> StorageError {
+        StorageError::corrupt(self.location(), digest, reason)
+    }
+
+    /// The entry `digest` is unreadable: its file is damaged as `source` says.
+    fn damaged(
+        &self,
+        digest: &Digest,
+        source: impl Into<crate::error::BoxedError>,
+    ) -> StorageError {
+        StorageError::corrupt_by(
+            self.location(),
+            digest,
+            self.file_of(digest).display().to_string(),
+            source,
+        )
     }
 
     /// Runs `f` holding the file's lock (shared for readers, exclusive for writers).
@@ -128,7 +145,7 @@ impl H5Dir {
         self.locked(&path, false, || {
             File::open(&path)
                 .map(Some)
-                .map_err(|e| self.corrupt(digest, format!("{}: {e}", path.display())))
+                .map_err(|e| self.damaged(digest, e))
         })
     }
 
@@ -140,7 +157,8 @@ impl H5Dir {
     ) -> Result<(), StorageError> {
         let path = self.file_of(digest);
         let name = digest.to_hex();
-        let fail = |e: hdf5_pure::Error| self.corrupt(digest, format!("{}: {e}", path.display()));
+        let damaged = |e: hdf5_pure::Error| self.damaged(digest, e);
+        let fail = |e: hdf5_pure::Error| hdf5_error(&path, e);
         self.locked(&path, true, || {
             if !path.exists() {
                 // A new file is written whole, then renamed into place.
@@ -149,14 +167,14 @@ impl H5Dir {
                 build(&mut NewGroup(&mut group)).map_err(fail)?;
                 builder.add_group(group.finish());
                 let tmp = path.with_extension("h5.tmp");
-                builder.write(&tmp).map_err(fail)?;
+                builder.write(&tmp).map_err(|e| hdf5_error(&tmp, e))?;
                 return fs::rename(&tmp, &path).map_err(|e| io_error(&path, e));
             }
-            let file = File::open_rw(&path).map_err(fail)?;
+            let file = File::open_rw(&path).map_err(damaged)?;
             match file.group(&name) {
                 Ok(_) => return Ok(()),
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(fail(e)),
+                Err(e) => return Err(damaged(e)),
             }
             let group = file.root().create_group(&name).map_err(fail)?;
             build(&mut EditGroup(&group)).map_err(fail)?;
@@ -170,13 +188,14 @@ impl H5Dir {
             return Ok(false);
         }
         let name = digest.to_hex();
-        let fail = |e: hdf5_pure::Error| self.corrupt(digest, format!("{}: {e}", path.display()));
+        let damaged = |e: hdf5_pure::Error| self.damaged(digest, e);
+        let fail = |e: hdf5_pure::Error| hdf5_error(&path, e);
         self.locked(&path, true, || {
-            let file = File::open_rw(&path).map_err(fail)?;
+            let file = File::open_rw(&path).map_err(damaged)?;
             match file.group(&name) {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => return Ok(false),
-                Err(e) => return Err(fail(e)),
+                Err(e) => return Err(damaged(e)),
             }
             file.root().delete(&name).map_err(fail)?;
             file.commit().map_err(fail)?;
@@ -196,10 +215,7 @@ impl H5Dir {
             let groups = self.locked(&path, false, || {
                 File::open(&path)
                     .and_then(|f| f.root().groups())
-                    .map_err(|e| StorageError::Backend {
-                        location: path.display().to_string(),
-                        message: e.to_string(),
-                    })
+                    .map_err(|e| hdf5_error(&path, e))
             });
             match groups {
                 Ok(names) => out.extend(names.iter().filter_map(|n| n.parse::<Digest>().ok())),
@@ -422,7 +438,7 @@ impl ValueStorage for Hdf5Values {
             return Ok(None);
         };
         let name = digest.to_hex();
-        let corrupt = |e: hdf5_pure::Error| self.dir.corrupt(digest, e);
+        let corrupt = |e: hdf5_pure::Error| self.dir.damaged(digest, e);
         let group = match file.group(&name) {
             Ok(g) => g,
             Err(e) if is_not_found(&e) => return Ok(None),
@@ -507,7 +523,7 @@ impl ValueStorage for Hdf5Values {
         match file.group(&digest.to_hex()) {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(self.dir.corrupt(digest, e)),
+            Err(e) => Err(self.dir.damaged(digest, e)),
         }
     }
 
@@ -550,19 +566,19 @@ impl CallStorage for Hdf5Calls {
             return Ok(None);
         };
         let blob = match file.dataset(&format!("{}/record", key.to_hex())) {
-            Ok(ds) => ds.read_u8().map_err(|e| self.dir.corrupt(key, e))?,
+            Ok(ds) => ds.read_u8().map_err(|e| self.dir.damaged(key, e))?,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(self.dir.corrupt(key, e)),
+            Err(e) => return Err(self.dir.damaged(key, e)),
         };
-        let record =
-            CallRecord::decode_for(key, &blob).map_err(|reason| self.dir.corrupt(key, reason))?;
+        let record = CallRecord::decode_for(key, &blob).map_err(|e| self.dir.damaged(key, e))?;
         Ok(Some(record))
     }
 
     fn save(&self, record: CallRecord) -> Result<(), StorageError> {
-        let blob = rmp_serde::to_vec_named(&record).map_err(|e| StorageError::Backend {
+        let blob = rmp_serde::to_vec_named(&record).map_err(|source| StorageError::Encode {
             location: self.dir.location(),
-            message: format!("cannot encode call record {}: {e}", record.key),
+            key: record.key,
+            source,
         })?;
         // Overwrite: remove the old group first (a record is not content-addressed).
         self.dir.remove(&record.key)?;
@@ -699,10 +715,15 @@ mod tests {
             Err(StorageError::Corrupt { .. })
         ));
         fs::write(&path, b"garbage").map_err(|e| io_error(&path, e))?;
-        assert!(matches!(
-            v.load(&d(1, 1)),
-            Err(StorageError::Corrupt { .. })
-        ));
+        let err = v.load(&d(1, 1)).err();
+        assert!(matches!(err, Some(StorageError::Corrupt { .. })), "{err:?}");
+        let source = err.as_ref().and_then(std::error::Error::source);
+        assert!(
+            source.is_some_and(|s| s.is::<hdf5_pure::Error>()),
+            "the HDF5 error is kept as the source"
+        );
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains(&path.display().to_string()), "{message}");
         Ok(())
     }
 }

@@ -33,12 +33,12 @@ pub mod void;
 
 pub use digest::{Digest, DigestBuildHasher, DigestHasher, ParseDigestError};
 pub use error::StorageError;
-pub use file::envelope::SigningKey;
+pub use file::envelope::{ParseSigningKeyError, SigningKey};
 pub use file::{FileCalls, FileOptions, FileValues};
 pub use hdf5::{Hdf5Calls, Hdf5Values};
 pub use memory::{MemoryCalls, MemoryValues};
-pub use record::CallRecord;
-pub use sql::{SqlCalls, SqlDatabase, SqlTarget, SqlValues};
+pub use record::{CallRecord, RecordError};
+pub use sql::{SqlCalls, SqlDatabase, SqlTarget, SqlUrlError, SqlValues};
 pub use traits::{CallStorage, ValueStorage};
 pub use value::Value;
 pub use void::{VoidCalls, VoidValues};

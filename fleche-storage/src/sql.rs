@@ -75,19 +75,25 @@ impl SqlTarget {
     ///
     /// # Errors
     ///
-    /// A message for a URL that is not an SQLite URL.
-    pub fn from_url(url: &str, base: &Path, home: Option<&Path>) -> Result<Self, String> {
-        let rest = url.strip_prefix("sqlite://").ok_or_else(|| {
-            format!("`{url}` is not an SQLite URL: write `sqlite:///path/to/file.db`")
-        })?;
+    /// [`SqlUrlError`] for a URL that is not an SQLite URL.
+    pub fn from_url(url: &str, base: &Path, home: Option<&Path>) -> Result<Self, SqlUrlError> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .ok_or_else(|| SqlUrlError::NotSqlite {
+                url: url.to_owned(),
+            })?;
         if rest.is_empty() || rest == "/:memory:" || rest == ":memory:" {
             return Ok(Self::Memory);
         }
-        let path = rest.strip_prefix('/').ok_or_else(|| {
-            format!("`{url}`: expected three slashes, as in `sqlite:///cache.db`")
-        })?;
+        let path = rest
+            .strip_prefix('/')
+            .ok_or_else(|| SqlUrlError::MissingSlash {
+                url: url.to_owned(),
+            })?;
         if path.is_empty() {
-            return Err(format!("`{url}` names no file"));
+            return Err(SqlUrlError::NoFile {
+                url: url.to_owned(),
+            });
         }
         let resolved = match (path.strip_prefix("~/"), home) {
             (Some(rest), Some(h)) => h.join(rest),
@@ -97,10 +103,34 @@ impl SqlTarget {
     }
 }
 
-fn backend(location: &str, e: impl std::fmt::Display) -> StorageError {
-    StorageError::Backend {
+/// Why a URL does not name an SQLite database ([`SqlTarget::from_url`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqlUrlError {
+    /// The URL does not start with `sqlite://`.
+    #[error("`{url}` is not an SQLite URL: write `sqlite:///path/to/file.db`")]
+    NotSqlite {
+        /// The URL.
+        url: String,
+    },
+    /// `sqlite://` is followed by a path without the third slash.
+    #[error("`{url}`: expected three slashes, as in `sqlite:///cache.db`")]
+    MissingSlash {
+        /// The URL.
+        url: String,
+    },
+    /// `sqlite:///` with nothing after it.
+    #[error("`{url}` names no file")]
+    NoFile {
+        /// The URL.
+        url: String,
+    },
+}
+
+fn sqlite_error(location: &str, source: rusqlite::Error) -> StorageError {
+    StorageError::Sqlite {
         location: location.to_owned(),
-        message: e.to_string(),
+        source,
     }
 }
 
@@ -130,7 +160,7 @@ impl SqlDatabase {
                 )
             }
         };
-        let conn = conn.map_err(|e| backend(&location, e))?;
+        let conn = conn.map_err(|e| sqlite_error(&location, e))?;
         Self::prepare(&conn, &location)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -139,7 +169,7 @@ impl SqlDatabase {
     }
 
     fn prepare(conn: &Connection, location: &str) -> Result<(), StorageError> {
-        let err = |e: rusqlite::Error| backend(location, e);
+        let err = |e: rusqlite::Error| sqlite_error(location, e);
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
         // WAL lets readers and one writer work at once, across processes.
         let _: String = conn
@@ -151,12 +181,11 @@ impl SqlDatabase {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
         if version > SCHEMA_VERSION {
-            return Err(backend(
-                location,
-                format!(
-                    "the database schema version {version} is newer than this fleche supports ({SCHEMA_VERSION}); upgrade fleche"
-                ),
-            ));
+            return Err(StorageError::NewerSchema {
+                location: location.to_owned(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
         if version < 1 {
             // BEGIN IMMEDIATE: two processes migrating at once take turns.
@@ -183,7 +212,7 @@ impl SqlDatabase {
     }
 
     fn error(&self, e: rusqlite::Error) -> StorageError {
-        backend(&self.location, e)
+        sqlite_error(&self.location, e)
     }
 
     /// The calls storage of this database.
@@ -224,16 +253,13 @@ fn start_of(record: &CallRecord) -> Option<f64> {
 }
 
 impl SqlCalls {
-    fn corrupt(&self, key: &Digest, reason: impl ToString) -> StorageError {
-        StorageError::Corrupt {
-            location: self.db.location.clone(),
-            digest: *key,
-            reason: reason.to_string(),
-        }
+    fn corrupt(&self, key: &Digest, reason: &str) -> StorageError {
+        StorageError::corrupt(self.db.location.clone(), key, reason)
     }
 
     fn decode(&self, key: &Digest, blob: &[u8]) -> Result<CallRecord, StorageError> {
-        CallRecord::decode_for(key, blob).map_err(|reason| self.corrupt(key, reason))
+        CallRecord::decode_for(key, blob)
+            .map_err(|e| StorageError::corrupt_by(self.db.location.clone(), key, "", e))
     }
 }
 
@@ -262,7 +288,11 @@ impl CallStorage for SqlCalls {
     }
 
     fn save(&self, record: CallRecord) -> Result<(), StorageError> {
-        let blob = rmp_serde::to_vec_named(&record).map_err(|e| backend(&self.db.location, e))?;
+        let blob = rmp_serde::to_vec_named(&record).map_err(|source| StorageError::Encode {
+            location: self.db.location.clone(),
+            key: record.key,
+            source,
+        })?;
         let json = |v: serde_json::Value| v.to_string();
         let arguments: Vec<(String, String)> = record
             .arguments
@@ -454,10 +484,10 @@ mod tests {
         calls.save(record(1, 1, 5))?;
         calls.save(record(2, 2, 5))?;
         calls.save(record(3, 1, 6))?;
-        let conn = Connection::open(&path).map_err(|e| backend("test", e))?;
+        let conn = Connection::open(&path).map_err(|e| sqlite_error("test", e))?;
         let count = |sql: &str| -> Result<i64, StorageError> {
             conn.query_row(sql, [], |r| r.get(0))
-                .map_err(|e| backend("test", e))
+                .map_err(|e| sqlite_error("test", e))
         };
         assert_eq!(
             count("SELECT count(*) FROM calls WHERE json_extract(arguments, '$.y') = 5")?,
@@ -482,9 +512,9 @@ mod tests {
     fn a_newer_schema_is_refused() -> Result<(), StorageError> {
         let (_dir, path) = temp_db();
         SqlDatabase::open(&SqlTarget::File(path.clone()))?;
-        let conn = Connection::open(&path).map_err(|e| backend("test", e))?;
+        let conn = Connection::open(&path).map_err(|e| sqlite_error("test", e))?;
         conn.execute_batch("PRAGMA user_version = 99")
-            .map_err(|e| backend("test", e))?;
+            .map_err(|e| sqlite_error("test", e))?;
         let err = SqlDatabase::open(&SqlTarget::File(path))
             .err()
             .map(|e| e.to_string());
@@ -500,9 +530,9 @@ mod tests {
         let (_dir, path) = temp_db();
         let db = SqlDatabase::open(&SqlTarget::File(path.clone()))?;
         db.calls().save(record(1, 1, 1))?;
-        let conn = Connection::open(&path).map_err(|e| backend("test", e))?;
+        let conn = Connection::open(&path).map_err(|e| sqlite_error("test", e))?;
         conn.execute("UPDATE calls SET record = x'c1c1c1'", [])
-            .map_err(|e| backend("test", e))?;
+            .map_err(|e| sqlite_error("test", e))?;
         assert!(matches!(
             db.calls().load(&d(1)),
             Err(StorageError::Corrupt { .. })
@@ -525,7 +555,16 @@ mod tests {
                 source,
             }
         })?;
-        assert!(SqlDatabase::open(&SqlTarget::File(junk)).is_err());
+        let err = SqlDatabase::open(&SqlTarget::File(junk.clone())).err();
+        assert!(
+            matches!(&err, Some(StorageError::Sqlite { location, .. }) if *location == junk.display().to_string()),
+            "{err:?}"
+        );
+        let source = err.as_ref().and_then(std::error::Error::source);
+        assert!(
+            source.is_some_and(|s| s.is::<rusqlite::Error>()),
+            "the rusqlite error is kept as the source"
+        );
         Ok(())
     }
 

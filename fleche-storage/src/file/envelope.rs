@@ -51,74 +51,89 @@ impl SigningKey {
     ///
     /// # Errors
     ///
-    /// A message saying what is wrong with the text (never the text itself: it is a secret).
-    pub fn from_hex(hex: &str) -> Result<Self, String> {
+    /// What is wrong with the text (never the text itself: it is a secret).
+    pub fn from_hex(hex: &str) -> Result<Self, ParseSigningKeyError> {
         let hex = hex.trim();
         if hex.len() < 32 || !hex.len().is_multiple_of(2) {
-            return Err(format!(
-                "a secret key must be an even number of hexadecimal digits, at least 32 (got {} characters)",
-                hex.len()
-            ));
+            return Err(ParseSigningKeyError::Length { len: hex.len() });
         }
         let mut bytes = Vec::with_capacity(hex.len() / 2);
         for pair in hex.as_bytes().chunks_exact(2) {
             let digit = |c: u8| (c as char).to_digit(16);
             match (digit(pair[0]), digit(pair[1])) {
                 (Some(hi), Some(lo)) => bytes.push(((hi << 4) | lo) as u8),
-                _ => return Err("a secret key may contain only hexadecimal digits".to_owned()),
+                _ => return Err(ParseSigningKeyError::NotHex),
             }
         }
         Ok(Self::from_secret(&bytes))
     }
 }
 
+/// Why a hexadecimal secret is not a signing key ([`SigningKey::from_hex`]). The message never
+/// repeats the text: it is a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseSigningKeyError {
+    /// Fewer than 32 digits, or an odd number.
+    #[error(
+        "a secret key must be an even number of hexadecimal digits, at least 32 (got {len} characters)"
+    )]
+    Length {
+        /// The number of characters given (after trimming white space).
+        len: usize,
+    },
+    /// A character that is not a hexadecimal digit.
+    #[error("a secret key may contain only hexadecimal digits")]
+    NotHex,
+}
+
+/// Why an entry could not be sealed ([`seal`], [`seal_parts`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// zstd failed to compress the payload.
+    #[error("cannot compress: {source}")]
+    Compress {
+        /// The compressor's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Why an entry could not be opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnvelopeError {
     /// Shorter than a header, or shorter or longer than its header says.
+    #[error("truncated entry ({len} bytes)")]
     Truncated {
         /// The entry's actual size.
         len: usize,
     },
     /// Not an entry of this format.
+    #[error("not a fleche entry (bad magic)")]
     BadMagic,
     /// Written by a newer fleche.
+    #[error("entry format version {0} is newer than this fleche reads ({VERSION})")]
     UnsupportedVersion(u8),
     /// Flags or reserved bytes this version does not know.
+    #[error("unknown flags {0:#04x}")]
     UnknownFlags(u8),
     /// The checksum does not match: the entry is corrupt.
+    #[error("checksum mismatch")]
     Checksum,
     /// Signed, but no configured key verifies it.
+    #[error("signature does not verify with any configured key")]
     BadSignature,
     /// Signed, but no key is configured to verify it.
+    #[error("entry is signed but no secret key is configured")]
     SignedWithoutKey,
     /// Not signed, but keys are configured: unsigned entries are not trusted.
+    #[error("entry is not signed but secret keys are configured")]
     Unsigned,
     /// The compressed payload does not decompress to its recorded length.
+    #[error("cannot decompress: {0}")]
     Decompress(String),
-}
-
-impl fmt::Display for EnvelopeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Truncated { len } => write!(f, "truncated entry ({len} bytes)"),
-            Self::BadMagic => f.write_str("not a fleche entry (bad magic)"),
-            Self::UnsupportedVersion(v) => {
-                write!(
-                    f,
-                    "entry format version {v} is newer than this fleche reads ({VERSION})"
-                )
-            }
-            Self::UnknownFlags(b) => write!(f, "unknown flags {b:#04x}"),
-            Self::Checksum => f.write_str("checksum mismatch"),
-            Self::BadSignature => f.write_str("signature does not verify with any configured key"),
-            Self::SignedWithoutKey => {
-                f.write_str("entry is signed but no secret key is configured")
-            }
-            Self::Unsigned => f.write_str("entry is not signed but secret keys are configured"),
-            Self::Decompress(e) => write!(f, "cannot decompress: {e}"),
-        }
-    }
 }
 
 fn tag(key: Option<&SigningKey>, header: &[u8], payload: &[u8]) -> [u8; 32] {
@@ -136,12 +151,12 @@ fn tag(key: Option<&SigningKey>, header: &[u8], payload: &[u8]) -> [u8; 32] {
 ///
 /// # Errors
 ///
-/// The compressor's message.
+/// [`SealError::Compress`] when the compressor fails.
 pub fn seal(
     payload: &[u8],
     compress: Option<i32>,
     key: Option<&SigningKey>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, SealError> {
     let (header, stored) = seal_parts(payload, compress, key)?;
     let mut out = Vec::with_capacity(HEADER + stored.len());
     out.extend_from_slice(&header);
@@ -154,15 +169,16 @@ pub fn seal(
 ///
 /// # Errors
 ///
-/// The compressor's message.
+/// [`SealError::Compress`] when the compressor fails.
 pub fn seal_parts<'a>(
     payload: &'a [u8],
     compress: Option<i32>,
     key: Option<&SigningKey>,
-) -> Result<([u8; HEADER], std::borrow::Cow<'a, [u8]>), String> {
+) -> Result<([u8; HEADER], std::borrow::Cow<'a, [u8]>), SealError> {
     let (flags_z, stored) = match compress {
         Some(level) => {
-            let compressed = zstd::bulk::compress(payload, level).map_err(|e| e.to_string())?;
+            let compressed = zstd::bulk::compress(payload, level)
+                .map_err(|source| SealError::Compress { source })?;
             (FLAG_ZSTD, std::borrow::Cow::Owned(compressed))
         }
         None => (0, std::borrow::Cow::Borrowed(payload)),

@@ -113,12 +113,18 @@ impl EntryDir {
         self.root.display().to_string()
     }
 
-    fn corrupt(&self, digest: &Digest, reason: impl ToString) -> StorageError {
-        StorageError::Corrupt {
-            location: self.location(),
-            digest: *digest,
-            reason: reason.to_string(),
-        }
+    /// The entry `digest` is corrupt: its file is damaged as `source` says.
+    fn corrupt(
+        &self,
+        digest: &Digest,
+        source: impl Into<crate::error::BoxedError>,
+    ) -> StorageError {
+        StorageError::corrupt_by(
+            self.location(),
+            digest,
+            self.path(digest).display().to_string(),
+            source,
+        )
     }
 
     /// The payload stored under `digest`.
@@ -131,7 +137,7 @@ impl EntryDir {
         };
         envelope::open(&bytes, &self.options.keys)
             .map(Some)
-            .map_err(|e: EnvelopeError| self.corrupt(digest, format!("{}: {e}", path.display())))
+            .map_err(|e: EnvelopeError| self.corrupt(digest, e))
     }
 
     /// Writes `payload` under `digest` atomically: temporary file, then rename.
@@ -140,9 +146,10 @@ impl EntryDir {
         let dir = path.parent().unwrap_or(&self.root);
         let (header, stored) =
             envelope::seal_parts(payload, self.options.compress, self.options.keys.first())
-                .map_err(|message| StorageError::Backend {
+                .map_err(|source| StorageError::Seal {
                     location: self.location(),
-                    message: format!("cannot compress entry {digest}: {message}"),
+                    digest: *digest,
+                    source,
                 })?;
         let temp = || tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir);
         // The fan-out directory usually exists: create it only when the first try says so.
@@ -317,15 +324,15 @@ impl CallStorage for FileCalls {
         let Some(payload) = self.dir.read(key)? else {
             return Ok(None);
         };
-        let record = CallRecord::decode_for(key, &payload)
-            .map_err(|reason| self.dir.corrupt(key, reason))?;
+        let record = CallRecord::decode_for(key, &payload).map_err(|e| self.dir.corrupt(key, e))?;
         Ok(Some(record))
     }
 
     fn save(&self, record: CallRecord) -> Result<(), StorageError> {
-        let payload = rmp_serde::to_vec_named(&record).map_err(|e| StorageError::Backend {
+        let payload = rmp_serde::to_vec_named(&record).map_err(|source| StorageError::Encode {
             location: self.dir.location(),
-            message: format!("cannot encode call record {}: {e}", record.key),
+            key: record.key,
+            source,
         })?;
         self.dir.write(&record.key, &payload)
     }
@@ -456,6 +463,11 @@ mod tests {
                     matches!(loaded, Err(StorageError::Corrupt { .. })),
                     "{what} {}: {loaded:?}",
                     path.display()
+                );
+                let source = loaded.as_ref().err().and_then(std::error::Error::source);
+                assert!(
+                    source.is_some_and(|s| s.is::<EnvelopeError>()),
+                    "{what}: the envelope error is kept as the source"
                 );
                 fs::write(&path, &good).map_err(|e| io_error(&path, e))?;
             }
