@@ -84,6 +84,7 @@ pub enum StorageError {
         supported: i64,
     },
     /// An SQLite operation failed.
+    #[cfg(feature = "sqlite")]
     #[error("{location}: {source}")]
     Sqlite {
         /// The database (a path, or `:memory:`).
@@ -93,6 +94,7 @@ pub enum StorageError {
         source: rusqlite::Error,
     },
     /// An HDF5 file could not be read or written.
+    #[cfg(feature = "hdf5")]
     #[error("{location}: {source}")]
     Hdf5 {
         /// The HDF5 file.

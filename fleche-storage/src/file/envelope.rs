@@ -98,6 +98,9 @@ pub enum SealError {
         #[source]
         source: std::io::Error,
     },
+    /// Compression was asked for, but this build has no zstd.
+    #[error("cannot compress: fleche was built without the `zstd` feature")]
+    ZstdDisabled,
 }
 
 /// Why an entry could not be opened.
@@ -134,6 +137,9 @@ pub enum EnvelopeError {
     /// The compressed payload does not decompress to its recorded length.
     #[error("cannot decompress: {0}")]
     Decompress(String),
+    /// The payload is compressed, but this build has no zstd to decompress it.
+    #[error("entry is zstd-compressed; fleche was built without the `zstd` feature")]
+    ZstdDisabled,
 }
 
 fn tag(key: Option<&SigningKey>, header: &[u8], payload: &[u8]) -> [u8; 32] {
@@ -151,7 +157,8 @@ fn tag(key: Option<&SigningKey>, header: &[u8], payload: &[u8]) -> [u8; 32] {
 ///
 /// # Errors
 ///
-/// [`SealError::Compress`] when the compressor fails.
+/// [`SealError::Compress`] when the compressor fails; [`SealError::ZstdDisabled`] when
+/// `compress` is set in a build without the `zstd` feature.
 pub fn seal(
     payload: &[u8],
     compress: Option<i32>,
@@ -169,18 +176,18 @@ pub fn seal(
 ///
 /// # Errors
 ///
-/// [`SealError::Compress`] when the compressor fails.
+/// [`SealError::Compress`] when the compressor fails; [`SealError::ZstdDisabled`] when
+/// `compress` is set in a build without the `zstd` feature.
 pub fn seal_parts<'a>(
     payload: &'a [u8],
     compress: Option<i32>,
     key: Option<&SigningKey>,
 ) -> Result<([u8; HEADER], std::borrow::Cow<'a, [u8]>), SealError> {
     let (flags_z, stored) = match compress {
-        Some(level) => {
-            let compressed = zstd::bulk::compress(payload, level)
-                .map_err(|source| SealError::Compress { source })?;
-            (FLAG_ZSTD, std::borrow::Cow::Owned(compressed))
-        }
+        Some(level) => (
+            FLAG_ZSTD,
+            std::borrow::Cow::Owned(compress_payload(payload, level)?),
+        ),
         None => (0, std::borrow::Cow::Borrowed(payload)),
     };
     let flags = flags_z | if key.is_some() { FLAG_SIGNED } else { 0 };
@@ -256,8 +263,7 @@ pub fn open(bytes: &[u8], keys: &[SigningKey]) -> Result<Vec<u8>, EnvelopeError>
     }
     let capacity = usize::try_from(original)
         .map_err(|_| EnvelopeError::Decompress(format!("recorded length {original} too large")))?;
-    let out = zstd::bulk::decompress(rest, capacity)
-        .map_err(|e| EnvelopeError::Decompress(e.to_string()))?;
+    let out = decompress_payload(rest, capacity)?;
     if out.len() != capacity {
         return Err(EnvelopeError::Decompress(format!(
             "decompressed to {} bytes, expected {capacity}",
@@ -265,6 +271,26 @@ pub fn open(bytes: &[u8], keys: &[SigningKey]) -> Result<Vec<u8>, EnvelopeError>
         )));
     }
     Ok(out)
+}
+
+#[cfg(feature = "zstd")]
+fn compress_payload(payload: &[u8], level: i32) -> Result<Vec<u8>, SealError> {
+    zstd::bulk::compress(payload, level).map_err(|source| SealError::Compress { source })
+}
+
+#[cfg(not(feature = "zstd"))]
+fn compress_payload(_payload: &[u8], _level: i32) -> Result<Vec<u8>, SealError> {
+    Err(SealError::ZstdDisabled)
+}
+
+#[cfg(feature = "zstd")]
+fn decompress_payload(stored: &[u8], capacity: usize) -> Result<Vec<u8>, EnvelopeError> {
+    zstd::bulk::decompress(stored, capacity).map_err(|e| EnvelopeError::Decompress(e.to_string()))
+}
+
+#[cfg(not(feature = "zstd"))]
+fn decompress_payload(_stored: &[u8], _capacity: usize) -> Result<Vec<u8>, EnvelopeError> {
+    Err(EnvelopeError::ZstdDisabled)
 }
 
 #[cfg(test)]
@@ -276,6 +302,14 @@ mod tests {
         SigningKey::from_secret(s.as_bytes())
     }
 
+    /// zstd level 1 when this build compresses, else no compression.
+    const LEVEL: Option<i32> = if cfg!(feature = "zstd") {
+        Some(1)
+    } else {
+        None
+    };
+
+    #[cfg(feature = "zstd")]
     #[test]
     fn round_trips_in_every_mode() {
         let payload = b"hello hello hello hello hello hello".repeat(10);
@@ -314,7 +348,7 @@ mod tests {
 
     #[test]
     fn damage_is_detected() {
-        let good = seal(b"payload", Some(1), None).unwrap_or_default();
+        let good = seal(b"payload", LEVEL, None).unwrap_or_default();
         assert_eq!(open(&[], &[]), Err(EnvelopeError::Truncated { len: 0 }));
         assert!(matches!(
             open(&good[..good.len() - 1], &[]),
@@ -346,6 +380,34 @@ mod tests {
         );
     }
 
+    #[cfg(not(feature = "zstd"))]
+    #[test]
+    fn compression_needs_the_feature() {
+        assert!(matches!(
+            seal(b"x", Some(3), None),
+            Err(SealError::ZstdDisabled)
+        ));
+        assert!(seal(b"x", None, None).is_ok());
+        // A well-formed compressed entry, as a build with zstd writes it.
+        let stored = b"not really zstd";
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(&MAGIC);
+        header[4] = VERSION;
+        header[5] = FLAG_ZSTD;
+        header[8..16].copy_from_slice(&(stored.len() as u64).to_le_bytes());
+        header[16..24].copy_from_slice(&100u64.to_le_bytes());
+        let t = tag(None, &header[..24], stored);
+        header[24..].copy_from_slice(&t);
+        let entry = [&header[..], &stored[..]].concat();
+        let err = open(&entry, &[]);
+        assert_eq!(err, Err(EnvelopeError::ZstdDisabled));
+        let message = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            message,
+            "entry is zstd-compressed; fleche was built without the `zstd` feature"
+        );
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -363,7 +425,7 @@ mod tests {
         ) {
             let k = key("k");
             let keys = if signed { vec![k.clone()] } else { vec![] };
-            let good = seal(&payload, compress.then_some(1), signed.then_some(&k)).unwrap_or_default();
+            let good = seal(&payload, LEVEL.filter(|_| compress), signed.then_some(&k)).unwrap_or_default();
             let mut bad = good.clone();
             let i = at.index(bad.len());
             bad[i] ^= xor;

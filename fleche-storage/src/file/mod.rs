@@ -7,6 +7,8 @@
 //! is an [`envelope`]: magic, format version, flags, lengths and a blake3 checksum (or a
 //! keyed MAC when signing keys are configured), then the MessagePack payload, zstd-compressed when
 //! `compress` is on. Compression and signatures are detected on read whatever the settings.
+//! Compression needs the `zstd` feature: without it, a save with `compress` set fails
+//! ([`StorageError::Seal`]) and a compressed entry reads as [`StorageError::Corrupt`], a miss.
 //!
 //! Writes go to a temporary file in the entry's directory and are renamed into place, so readers
 //! (in this or any other process) see either the old entry or the new one, never a partial one.
@@ -28,7 +30,7 @@ use envelope::{EnvelopeError, SigningKey};
 #[non_exhaustive]
 pub struct FileOptions {
     /// Compress new entries with zstd at this level (1–22; 3 is zstd's default). Entries are read
-    /// whatever their compression.
+    /// whatever their compression. Needs the `zstd` feature: without it, saves fail.
     pub compress: Option<i32>,
     /// Signing keys: new entries are signed with the first; an entry verifies with any. When
     /// empty, entries carry a plain checksum and signed entries are refused.
@@ -404,7 +406,12 @@ mod tests {
     #[test]
     fn records_round_trip() -> Result<(), StorageError> {
         let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
-        let c = FileCalls::open(tmp.path(), FileOptions::new().compress(3))?;
+        let options = if cfg!(feature = "zstd") {
+            FileOptions::new().compress(3)
+        } else {
+            FileOptions::new()
+        };
+        let c = FileCalls::open(tmp.path(), options)?;
         c.save(record(1, 2))?;
         assert_eq!(c.load(&d(1))?, Some(record(1, 2)));
         assert_eq!(c.result_of(&d(1))?, Some(d(2)));
@@ -417,6 +424,7 @@ mod tests {
         Ok(())
     }
 
+    #[cfg(feature = "zstd")]
     #[test]
     fn compression_is_detected_on_read() -> Result<(), StorageError> {
         let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
@@ -429,6 +437,46 @@ mod tests {
         assert_eq!(compressed.load(&d(2))?, Some(data.clone()));
         let size = |p: PathBuf| fs::metadata(&p).map(|m| m.len()).unwrap_or_default();
         assert!(size(compressed.path_of(&d(1))) < size(plain.path_of(&d(2))) / 10);
+        Ok(())
+    }
+
+    #[cfg(not(feature = "zstd"))]
+    #[test]
+    fn compression_needs_the_zstd_feature() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let v = FileValues::open(tmp.path(), FileOptions::new().compress(3))?;
+        let saved = v.save(&d(1), b"x");
+        assert!(
+            matches!(&saved, Err(StorageError::Seal { .. })),
+            "{saved:?}"
+        );
+        let message = saved.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("the `zstd` feature"), "{message}");
+        // A compressed entry, as a build with zstd writes it.
+        let stored = b"zstd frame";
+        let mut header = [0u8; envelope::HEADER];
+        header[..4].copy_from_slice(&envelope::MAGIC);
+        header[4] = envelope::VERSION;
+        header[5] = 0b01;
+        header[8..16].copy_from_slice(&(stored.len() as u64).to_le_bytes());
+        header[16..24].copy_from_slice(&64u64.to_le_bytes());
+        let mut tag = blake3::Hasher::new();
+        tag.update(&header[..24]);
+        tag.update(stored);
+        header[24..].copy_from_slice(tag.finalize().as_bytes());
+        let path = v.path_of(&d(2));
+        fs::write(&path, [&header[..], &stored[..]].concat()).map_err(|e| io_error(&path, e))?;
+        let loaded = v.load(&d(2));
+        assert!(
+            matches!(&loaded, Err(StorageError::Corrupt { .. })),
+            "{loaded:?}"
+        );
+        let message = loaded.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message
+                .contains("entry is zstd-compressed; fleche was built without the `zstd` feature"),
+            "{message}"
+        );
         Ok(())
     }
 

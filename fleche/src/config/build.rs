@@ -3,9 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use fleche_storage::{
-    CallStorage, FileCalls, FileOptions, FileValues, Hdf5Calls, Hdf5Values, MemoryCalls,
-    MemoryValues, SigningKey, SqlDatabase, SqlTarget, ValueStorage, VoidCalls, VoidValues,
+    CallStorage, FileCalls, FileOptions, FileValues, MemoryCalls, MemoryValues, SigningKey,
+    ValueStorage, VoidCalls, VoidValues,
 };
+#[cfg(feature = "hdf5")]
+use fleche_storage::{Hdf5Calls, Hdf5Values};
+#[cfg(feature = "sqlite")]
+use fleche_storage::{SqlDatabase, SqlTarget};
 use toml::Value;
 
 use super::{ConfigError, Env, SECRET_KEY_ENV};
@@ -345,7 +349,9 @@ enum Backend {
     Memory,
     Void,
     Msgpack,
+    #[cfg(feature = "sqlite")]
     Sql,
+    #[cfg(feature = "hdf5")]
     Hdf5,
 }
 
@@ -358,8 +364,22 @@ fn backend(t: &toml::Table, k: &str, file: &Path, at: &str) -> Result<Backend, C
         "memory" => Ok(Backend::Memory),
         "void" => Ok(Backend::Void),
         "msgpack" | "pickle" | "cloudpickle" | "dill" => Ok(Backend::Msgpack),
+        #[cfg(feature = "sqlite")]
         "sql" => Ok(Backend::Sql),
+        #[cfg(feature = "hdf5")]
         "hdf5" | "bagofholding_hdf" => Ok(Backend::Hdf5),
+        #[cfg(not(feature = "sqlite"))]
+        "sql" => Err(ConfigError::new(
+            file,
+            Some(&at_type),
+            "type `sql` needs fleche built with the `sqlite` feature",
+        )),
+        #[cfg(not(feature = "hdf5"))]
+        name @ ("hdf5" | "bagofholding_hdf") => Err(ConfigError::new(
+            file,
+            Some(&at_type),
+            format!("type `{name}` needs fleche built with the `hdf5` feature"),
+        )),
         other => Err(ConfigError::new(
             file,
             Some(&at_type),
@@ -395,7 +415,9 @@ fn check_keys(kind: Backend, t: &toml::Table, file: &Path, at: &str) -> Result<(
     match kind {
         Backend::Memory | Backend::Void => unknown_keys(t, &["type"], file, at),
         Backend::Msgpack => unknown_keys(t, &FILE_KEYS, file, at),
+        #[cfg(feature = "sqlite")]
         Backend::Sql => unknown_keys(t, &["type", "url"], file, at),
+        #[cfg(feature = "hdf5")]
         Backend::Hdf5 => unknown_keys(
             t,
             &["type", "root", "prefix_length", "lock_timeout"],
@@ -423,7 +445,9 @@ enum Spec {
     Memory,
     Void,
     Files(PathBuf, FileOptions),
+    #[cfg(feature = "sqlite")]
     Sql(SqlDatabase),
+    #[cfg(feature = "hdf5")]
     Hdf5(PathBuf, usize),
 }
 
@@ -438,7 +462,9 @@ fn spec(t: &toml::Table, file: &Path, at: &str, env: &Env) -> Result<Spec, Confi
             let (root, options) = file_settings(t, file, at, env)?;
             Spec::Files(root, options)
         }
+        #[cfg(feature = "sqlite")]
         Backend::Sql => Spec::Sql(database(t, file, at, env)?),
+        #[cfg(feature = "hdf5")]
         Backend::Hdf5 => {
             let (root, prefix) = hdf5_settings(t, file, at, env)?;
             Spec::Hdf5(root, prefix)
@@ -457,7 +483,9 @@ fn value_storage(
         Spec::Memory => Box::new(MemoryValues::new()),
         Spec::Void => Box::new(VoidValues),
         Spec::Files(root, options) => Box::new(FileValues::open(&root, options).map_err(opened)?),
+        #[cfg(feature = "sqlite")]
         Spec::Sql(db) => Box::new(db.values()),
+        #[cfg(feature = "hdf5")]
         Spec::Hdf5(root, prefix) => Box::new(Hdf5Values::open(&root, prefix).map_err(opened)?),
     })
 }
@@ -473,12 +501,15 @@ fn call_storage(
         Spec::Memory => Box::new(MemoryCalls::new()),
         Spec::Void => Box::new(VoidCalls),
         Spec::Files(root, options) => Box::new(FileCalls::open(&root, options).map_err(opened)?),
+        #[cfg(feature = "sqlite")]
         Spec::Sql(db) => Box::new(db.calls()),
+        #[cfg(feature = "hdf5")]
         Spec::Hdf5(root, prefix) => Box::new(Hdf5Calls::open(&root, prefix).map_err(opened)?),
     })
 }
 
 /// `root` (required) and `prefix_length` (default 2) of an HDF5 storage.
+#[cfg(feature = "hdf5")]
 fn hdf5_settings(
     t: &toml::Table,
     file: &Path,
@@ -509,6 +540,7 @@ fn hdf5_settings(
 
 /// The database a `url` (required) names, opened; relative paths resolve against the file's
 /// directory.
+#[cfg(feature = "sqlite")]
 fn database(t: &toml::Table, file: &Path, at: &str, env: &Env) -> Result<SqlDatabase, ConfigError> {
     let at_url = key(at, "url");
     let url = str_of(t, "url", file, at)?.ok_or_else(|| {
@@ -656,6 +688,7 @@ fn from_template(
                 .map_err(|e| ConfigError::new(file, Some(&key(at, "root")), e))?;
             Ok(Cache::from_storages(name, values, calls))
         }
+        #[cfg(feature = "hdf5")]
         Backend::Hdf5 => {
             unknown_keys(
                 t,
@@ -676,6 +709,7 @@ fn from_template(
             let calls = Hdf5Calls::open(root.join("calls"), prefix).map_err(fail)?;
             Ok(Cache::from_storages(name, values, calls))
         }
+        #[cfg(feature = "sqlite")]
         Backend::Sql => {
             // One database for both: `url`, or `root` for `<root>/fleche.db`.
             unknown_keys(
