@@ -37,6 +37,16 @@ pub struct Split {
     pub children: Vec<(Digest, Vec<u8>)>,
 }
 
+/// Why a value could not be split ([`split`]): its bytes are not MessagePack.
+#[derive(Debug, thiserror::Error)]
+#[error("the value to split is not MessagePack: {source}")]
+#[non_exhaustive]
+pub struct SplitError {
+    /// The decoder's error.
+    #[source]
+    pub source: rmpv::decode::Error,
+}
+
 fn encode(v: &Mp) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
@@ -65,10 +75,10 @@ fn wrap(inner: &Mp) -> Vec<u8> {
 ///
 /// # Errors
 ///
-/// Bytes that are not MessagePack.
-pub fn split(bytes: &[u8], remaining_depth: usize) -> Result<Split, String> {
+/// [`SplitError`] for bytes that are not MessagePack.
+pub fn split(bytes: &[u8], remaining_depth: usize) -> Result<Split, SplitError> {
     let value = rmpv::decode::read_value_with_max_depth(&mut &bytes[..], MAX_NESTING)
-        .map_err(|e| format!("not MessagePack: {e}"))?;
+        .map_err(|source| SplitError { source })?;
     let mut children = Vec::new();
     let (split, any) = split_children(value, remaining_depth, &mut children);
     let root = if any { wrap(&split) } else { bytes.to_vec() };
@@ -121,12 +131,8 @@ pub fn is_split(bytes: &[u8]) -> bool {
     }
 }
 
-fn corrupt(digest: &Digest, reason: impl ToString) -> StorageError {
-    StorageError::Corrupt {
-        location: "destructured value".to_owned(),
-        digest: *digest,
-        reason: reason.to_string(),
-    }
+fn corrupt(digest: &Digest, reason: impl Into<String>) -> StorageError {
+    StorageError::corrupt("destructured value", digest, reason)
 }
 
 /// Reassembles a split entry, loading the entries it references with `load`. Plain bytes come
@@ -145,7 +151,7 @@ pub fn join(digest: &Digest, bytes: &[u8], load: &mut Loader<'_>) -> Result<Vec<
 
 fn parse(digest: &Digest, bytes: &[u8]) -> Result<Mp, StorageError> {
     rmpv::decode::read_value_with_max_depth(&mut &bytes[..], MAX_NESTING)
-        .map_err(|e| corrupt(digest, format!("not MessagePack: {e}")))
+        .map_err(|e| StorageError::corrupt_by("destructured value", digest, "not MessagePack", e))
 }
 
 fn resolve_bytes(

@@ -16,8 +16,18 @@
 //! | [`memory`] | [`MemoryValues`] | [`MemoryCalls`] | per process, shared by clones |
 //! | [`void`] | [`VoidValues`] | [`VoidCalls`] | stores nothing; every load misses |
 //! | [`file`](mod@file) (`msgpack`) | [`FileValues`] | [`FileCalls`] | one file per entry; shared between processes |
-//! | [`sql`] | [`SqlValues`] | [`SqlCalls`] | SQLite (bundled), WAL; arguments queryable as JSON |
-//! | [`hdf5`](mod@hdf5) | [`Hdf5Values`] | [`Hdf5Calls`] | HDF5 files h5py reads; numeric arrays as typed datasets |
+//! | [`sql`] | [`SqlValues`] | [`SqlCalls`] | SQLite (bundled), WAL; arguments queryable as JSON; feature `sqlite` |
+//! | [`hdf5`](mod@hdf5) | [`Hdf5Values`] | [`Hdf5Calls`] | HDF5 files h5py reads; numeric arrays as typed datasets; feature `hdf5` |
+//!
+//! # Cargo features
+//!
+//! All on by default:
+//!
+//! - `sqlite`: the `sql` backend (rusqlite with a bundled SQLite);
+//! - `zstd`: zstd compression of file entries ([`FileOptions::compress`]). Without it, writing
+//!   with `compress` set fails, and reading a compressed entry is a [`StorageError::Corrupt`]
+//!   saying so;
+//! - `hdf5`: the `hdf5` backend (the pure-Rust `hdf5-pure`).
 
 pub mod backend;
 pub mod destructure;
@@ -35,12 +45,15 @@ pub mod void;
 
 pub use digest::{Digest, DigestBuildHasher, DigestHasher, ParseDigestError};
 pub use error::StorageError;
-pub use file::envelope::SigningKey;
+pub use file::envelope::{ParseSigningKeyError, SigningKey};
 pub use file::{FileCalls, FileOptions, FileValues};
+#[cfg(feature = "hdf5")]
 pub use hdf5::{Hdf5Calls, Hdf5Values};
 pub use memory::{MemoryCalls, MemoryValues};
-pub use record::CallRecord;
-pub use sql::{SqlCalls, SqlDatabase, SqlTarget, SqlValues};
+pub use record::{CallRecord, RecordError};
+#[cfg(feature = "sqlite")]
+pub use sql::{SqlCalls, SqlDatabase, SqlValues};
+pub use sql::{SqlTarget, SqlUrlError};
 pub use traits::{CallStorage, ValueStorage};
 pub use value::Value;
 pub use void::{VoidCalls, VoidValues};

@@ -50,12 +50,16 @@ impl CallRecord {
     ///
     /// # Errors
     ///
-    /// Why the bytes are not the record of `key`.
-    pub fn decode_for(key: &Digest, bytes: &[u8]) -> Result<Self, String> {
-        let record: Self =
-            rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable call record: {e}"))?;
+    /// Why the bytes are not the record of `key`: [`RecordError::Undecodable`] for bytes that are
+    /// not a call record, [`RecordError::WrongKey`] for the record of another key.
+    pub fn decode_for(key: &Digest, bytes: &[u8]) -> Result<Self, RecordError> {
+        let record: Self = rmp_serde::from_slice(bytes)
+            .map_err(|source| RecordError::Undecodable { key: *key, source })?;
         if record.key != *key {
-            return Err(format!("found the record of {} instead", record.key));
+            return Err(RecordError::WrongKey {
+                expected: *key,
+                found: record.key,
+            });
         }
         Ok(record)
     }
@@ -67,6 +71,29 @@ impl CallRecord {
             .iter()
             .find_map(|(n, v)| (n == name).then_some(v))
     }
+}
+
+/// Why stored bytes are not the call record of a key ([`CallRecord::decode_for`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The bytes are not a MessagePack call record.
+    #[error("undecodable call record: {source}")]
+    Undecodable {
+        /// The key the record was stored under.
+        key: Digest,
+        /// The decoder's error.
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    /// The bytes are the record of another key.
+    #[error("found the record of {found} instead")]
+    WrongKey {
+        /// The key the record was stored under.
+        expected: Digest,
+        /// The key the record says it belongs to.
+        found: Digest,
+    },
 }
 
 /// Every readable record among `keys`, loaded with `load`; unreadable ones are skipped with a

@@ -51,74 +51,95 @@ impl SigningKey {
     ///
     /// # Errors
     ///
-    /// A message saying what is wrong with the text (never the text itself: it is a secret).
-    pub fn from_hex(hex: &str) -> Result<Self, String> {
+    /// What is wrong with the text (never the text itself: it is a secret).
+    pub fn from_hex(hex: &str) -> Result<Self, ParseSigningKeyError> {
         let hex = hex.trim();
         if hex.len() < 32 || !hex.len().is_multiple_of(2) {
-            return Err(format!(
-                "a secret key must be an even number of hexadecimal digits, at least 32 (got {} characters)",
-                hex.len()
-            ));
+            return Err(ParseSigningKeyError::Length { len: hex.len() });
         }
         let mut bytes = Vec::with_capacity(hex.len() / 2);
         for pair in hex.as_bytes().chunks_exact(2) {
             let digit = |c: u8| (c as char).to_digit(16);
             match (digit(pair[0]), digit(pair[1])) {
                 (Some(hi), Some(lo)) => bytes.push(((hi << 4) | lo) as u8),
-                _ => return Err("a secret key may contain only hexadecimal digits".to_owned()),
+                _ => return Err(ParseSigningKeyError::NotHex),
             }
         }
         Ok(Self::from_secret(&bytes))
     }
 }
 
+/// Why a hexadecimal secret is not a signing key ([`SigningKey::from_hex`]). The message never
+/// repeats the text: it is a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseSigningKeyError {
+    /// Fewer than 32 digits, or an odd number.
+    #[error(
+        "a secret key must be an even number of hexadecimal digits, at least 32 (got {len} characters)"
+    )]
+    Length {
+        /// The number of characters given (after trimming white space).
+        len: usize,
+    },
+    /// A character that is not a hexadecimal digit.
+    #[error("a secret key may contain only hexadecimal digits")]
+    NotHex,
+}
+
+/// Why an entry could not be sealed ([`seal`], [`seal_parts`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// zstd failed to compress the payload.
+    #[error("cannot compress: {source}")]
+    Compress {
+        /// The compressor's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Compression was asked for, but this build has no zstd.
+    #[error("cannot compress: fleche was built without the `zstd` feature")]
+    ZstdDisabled,
+}
+
 /// Why an entry could not be opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnvelopeError {
     /// Shorter than a header, or shorter or longer than its header says.
+    #[error("truncated entry ({len} bytes)")]
     Truncated {
         /// The entry's actual size.
         len: usize,
     },
     /// Not an entry of this format.
+    #[error("not a fleche entry (bad magic)")]
     BadMagic,
     /// Written by a newer fleche.
+    #[error("entry format version {0} is newer than this fleche reads ({VERSION})")]
     UnsupportedVersion(u8),
     /// Flags or reserved bytes this version does not know.
+    #[error("unknown flags {0:#04x}")]
     UnknownFlags(u8),
     /// The checksum does not match: the entry is corrupt.
+    #[error("checksum mismatch")]
     Checksum,
     /// Signed, but no configured key verifies it.
+    #[error("signature does not verify with any configured key")]
     BadSignature,
     /// Signed, but no key is configured to verify it.
+    #[error("entry is signed but no secret key is configured")]
     SignedWithoutKey,
     /// Not signed, but keys are configured: unsigned entries are not trusted.
+    #[error("entry is not signed but secret keys are configured")]
     Unsigned,
     /// The compressed payload does not decompress to its recorded length.
+    #[error("cannot decompress: {0}")]
     Decompress(String),
-}
-
-impl fmt::Display for EnvelopeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Truncated { len } => write!(f, "truncated entry ({len} bytes)"),
-            Self::BadMagic => f.write_str("not a fleche entry (bad magic)"),
-            Self::UnsupportedVersion(v) => {
-                write!(
-                    f,
-                    "entry format version {v} is newer than this fleche reads ({VERSION})"
-                )
-            }
-            Self::UnknownFlags(b) => write!(f, "unknown flags {b:#04x}"),
-            Self::Checksum => f.write_str("checksum mismatch"),
-            Self::BadSignature => f.write_str("signature does not verify with any configured key"),
-            Self::SignedWithoutKey => {
-                f.write_str("entry is signed but no secret key is configured")
-            }
-            Self::Unsigned => f.write_str("entry is not signed but secret keys are configured"),
-            Self::Decompress(e) => write!(f, "cannot decompress: {e}"),
-        }
-    }
+    /// The payload is compressed, but this build has no zstd to decompress it.
+    #[error("entry is zstd-compressed; fleche was built without the `zstd` feature")]
+    ZstdDisabled,
 }
 
 fn tag(key: Option<&SigningKey>, header: &[u8], payload: &[u8]) -> [u8; 32] {
@@ -136,12 +157,13 @@ fn tag(key: Option<&SigningKey>, header: &[u8], payload: &[u8]) -> [u8; 32] {
 ///
 /// # Errors
 ///
-/// The compressor's message.
+/// [`SealError::Compress`] when the compressor fails; [`SealError::ZstdDisabled`] when
+/// `compress` is set in a build without the `zstd` feature.
 pub fn seal(
     payload: &[u8],
     compress: Option<i32>,
     key: Option<&SigningKey>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, SealError> {
     let (header, stored) = seal_parts(payload, compress, key)?;
     let mut out = Vec::with_capacity(HEADER + stored.len());
     out.extend_from_slice(&header);
@@ -154,17 +176,18 @@ pub fn seal(
 ///
 /// # Errors
 ///
-/// The compressor's message.
+/// [`SealError::Compress`] when the compressor fails; [`SealError::ZstdDisabled`] when
+/// `compress` is set in a build without the `zstd` feature.
 pub fn seal_parts<'a>(
     payload: &'a [u8],
     compress: Option<i32>,
     key: Option<&SigningKey>,
-) -> Result<([u8; HEADER], std::borrow::Cow<'a, [u8]>), String> {
+) -> Result<([u8; HEADER], std::borrow::Cow<'a, [u8]>), SealError> {
     let (flags_z, stored) = match compress {
-        Some(level) => {
-            let compressed = zstd::bulk::compress(payload, level).map_err(|e| e.to_string())?;
-            (FLAG_ZSTD, std::borrow::Cow::Owned(compressed))
-        }
+        Some(level) => (
+            FLAG_ZSTD,
+            std::borrow::Cow::Owned(compress_payload(payload, level)?),
+        ),
         None => (0, std::borrow::Cow::Borrowed(payload)),
     };
     let flags = flags_z | if key.is_some() { FLAG_SIGNED } else { 0 };
@@ -240,8 +263,7 @@ pub fn open(bytes: &[u8], keys: &[SigningKey]) -> Result<Vec<u8>, EnvelopeError>
     }
     let capacity = usize::try_from(original)
         .map_err(|_| EnvelopeError::Decompress(format!("recorded length {original} too large")))?;
-    let out = zstd::bulk::decompress(rest, capacity)
-        .map_err(|e| EnvelopeError::Decompress(e.to_string()))?;
+    let out = decompress_payload(rest, capacity)?;
     if out.len() != capacity {
         return Err(EnvelopeError::Decompress(format!(
             "decompressed to {} bytes, expected {capacity}",
@@ -249,6 +271,26 @@ pub fn open(bytes: &[u8], keys: &[SigningKey]) -> Result<Vec<u8>, EnvelopeError>
         )));
     }
     Ok(out)
+}
+
+#[cfg(feature = "zstd")]
+fn compress_payload(payload: &[u8], level: i32) -> Result<Vec<u8>, SealError> {
+    zstd::bulk::compress(payload, level).map_err(|source| SealError::Compress { source })
+}
+
+#[cfg(not(feature = "zstd"))]
+fn compress_payload(_payload: &[u8], _level: i32) -> Result<Vec<u8>, SealError> {
+    Err(SealError::ZstdDisabled)
+}
+
+#[cfg(feature = "zstd")]
+fn decompress_payload(stored: &[u8], capacity: usize) -> Result<Vec<u8>, EnvelopeError> {
+    zstd::bulk::decompress(stored, capacity).map_err(|e| EnvelopeError::Decompress(e.to_string()))
+}
+
+#[cfg(not(feature = "zstd"))]
+fn decompress_payload(_stored: &[u8], _capacity: usize) -> Result<Vec<u8>, EnvelopeError> {
+    Err(EnvelopeError::ZstdDisabled)
 }
 
 #[cfg(test)]
@@ -260,6 +302,14 @@ mod tests {
         SigningKey::from_secret(s.as_bytes())
     }
 
+    /// zstd level 1 when this build compresses, else no compression.
+    const LEVEL: Option<i32> = if cfg!(feature = "zstd") {
+        Some(1)
+    } else {
+        None
+    };
+
+    #[cfg(feature = "zstd")]
     #[test]
     fn round_trips_in_every_mode() {
         let payload = b"hello hello hello hello hello hello".repeat(10);
@@ -298,7 +348,7 @@ mod tests {
 
     #[test]
     fn damage_is_detected() {
-        let good = seal(b"payload", Some(1), None).unwrap_or_default();
+        let good = seal(b"payload", LEVEL, None).unwrap_or_default();
         assert_eq!(open(&[], &[]), Err(EnvelopeError::Truncated { len: 0 }));
         assert!(matches!(
             open(&good[..good.len() - 1], &[]),
@@ -330,6 +380,34 @@ mod tests {
         );
     }
 
+    #[cfg(not(feature = "zstd"))]
+    #[test]
+    fn compression_needs_the_feature() {
+        assert!(matches!(
+            seal(b"x", Some(3), None),
+            Err(SealError::ZstdDisabled)
+        ));
+        assert!(seal(b"x", None, None).is_ok());
+        // A well-formed compressed entry, as a build with zstd writes it.
+        let stored = b"not really zstd";
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(&MAGIC);
+        header[4] = VERSION;
+        header[5] = FLAG_ZSTD;
+        header[8..16].copy_from_slice(&(stored.len() as u64).to_le_bytes());
+        header[16..24].copy_from_slice(&100u64.to_le_bytes());
+        let t = tag(None, &header[..24], stored);
+        header[24..].copy_from_slice(&t);
+        let entry = [&header[..], &stored[..]].concat();
+        let err = open(&entry, &[]);
+        assert_eq!(err, Err(EnvelopeError::ZstdDisabled));
+        let message = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            message,
+            "entry is zstd-compressed; fleche was built without the `zstd` feature"
+        );
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -347,7 +425,7 @@ mod tests {
         ) {
             let k = key("k");
             let keys = if signed { vec![k.clone()] } else { vec![] };
-            let good = seal(&payload, compress.then_some(1), signed.then_some(&k)).unwrap_or_default();
+            let good = seal(&payload, LEVEL.filter(|_| compress), signed.then_some(&k)).unwrap_or_default();
             let mut bad = good.clone();
             let i = at.index(bad.len());
             bad[i] ^= xor;

@@ -7,6 +7,8 @@
 //! is an [`envelope`]: magic, format version, flags, lengths and a blake3 checksum (or a
 //! keyed MAC when signing keys are configured), then the MessagePack payload, zstd-compressed when
 //! `compress` is on. Compression and signatures are detected on read whatever the settings.
+//! Compression needs the `zstd` feature: without it, a save with `compress` set fails
+//! ([`StorageError::Seal`]) and a compressed entry reads as [`StorageError::Corrupt`], a miss.
 //!
 //! Writes go to a temporary file in the entry's directory and are renamed into place, so readers
 //! (in this or any other process) see either the old entry or the new one, never a partial one.
@@ -30,7 +32,7 @@ use envelope::{EnvelopeError, SigningKey};
 #[non_exhaustive]
 pub struct FileOptions {
     /// Compress new entries with zstd at this level (1–22; 3 is zstd's default). Entries are read
-    /// whatever their compression.
+    /// whatever their compression. Needs the `zstd` feature: without it, saves fail.
     pub compress: Option<i32>,
     /// Signing keys: new entries are signed with the first; an entry verifies with any. When
     /// empty, entries carry a plain checksum and signed entries are refused.
@@ -115,12 +117,18 @@ impl EntryDir {
         self.root.display().to_string()
     }
 
-    fn corrupt(&self, digest: &Digest, reason: impl ToString) -> StorageError {
-        StorageError::Corrupt {
-            location: self.location(),
-            digest: *digest,
-            reason: reason.to_string(),
-        }
+    /// The entry `digest` is corrupt: its file is damaged as `source` says.
+    fn corrupt(
+        &self,
+        digest: &Digest,
+        source: impl Into<crate::error::BoxedError>,
+    ) -> StorageError {
+        StorageError::corrupt_by(
+            self.location(),
+            digest,
+            self.path(digest).display().to_string(),
+            source,
+        )
     }
 
     /// The payload stored under `digest`.
@@ -133,7 +141,7 @@ impl EntryDir {
         };
         envelope::open(&bytes, &self.options.keys)
             .map(Some)
-            .map_err(|e: EnvelopeError| self.corrupt(digest, format!("{}: {e}", path.display())))
+            .map_err(|e: EnvelopeError| self.corrupt(digest, e))
     }
 
     /// Writes `payload` under `digest` atomically: temporary file, then rename.
@@ -142,9 +150,10 @@ impl EntryDir {
         let dir = path.parent().unwrap_or(&self.root);
         let (header, stored) =
             envelope::seal_parts(payload, self.options.compress, self.options.keys.first())
-                .map_err(|message| StorageError::Backend {
+                .map_err(|source| StorageError::Seal {
                     location: self.location(),
-                    message: format!("cannot compress entry {digest}: {message}"),
+                    digest: *digest,
+                    source,
                 })?;
         let temp = || tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir);
         // The fan-out directory usually exists: create it only when the first try says so.
@@ -319,15 +328,15 @@ impl CallStorage for FileCalls {
         let Some(payload) = self.dir.read(key)? else {
             return Ok(None);
         };
-        let record = CallRecord::decode_for(key, &payload)
-            .map_err(|reason| self.dir.corrupt(key, reason))?;
+        let record = CallRecord::decode_for(key, &payload).map_err(|e| self.dir.corrupt(key, e))?;
         Ok(Some(record))
     }
 
     fn save(&self, record: CallRecord) -> Result<(), StorageError> {
-        let payload = rmp_serde::to_vec_named(&record).map_err(|e| StorageError::Backend {
+        let payload = rmp_serde::to_vec_named(&record).map_err(|source| StorageError::Encode {
             location: self.dir.location(),
-            message: format!("cannot encode call record {}: {e}", record.key),
+            key: record.key,
+            source,
         })?;
         self.dir.write(&record.key, &payload)
     }
@@ -399,7 +408,12 @@ mod tests {
     #[test]
     fn records_round_trip() -> Result<(), StorageError> {
         let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
-        let c = FileCalls::open(tmp.path(), FileOptions::new().compress(3))?;
+        let options = if cfg!(feature = "zstd") {
+            FileOptions::new().compress(3)
+        } else {
+            FileOptions::new()
+        };
+        let c = FileCalls::open(tmp.path(), options)?;
         c.save(record(1, 2))?;
         assert_eq!(c.load(&d(1))?, Some(record(1, 2)));
         assert_eq!(c.result_of(&d(1))?, Some(d(2)));
@@ -412,6 +426,7 @@ mod tests {
         Ok(())
     }
 
+    #[cfg(feature = "zstd")]
     #[test]
     fn compression_is_detected_on_read() -> Result<(), StorageError> {
         let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
@@ -424,6 +439,46 @@ mod tests {
         assert_eq!(compressed.load(&d(2))?, Some(data.clone()));
         let size = |p: PathBuf| fs::metadata(&p).map(|m| m.len()).unwrap_or_default();
         assert!(size(compressed.path_of(&d(1))) < size(plain.path_of(&d(2))) / 10);
+        Ok(())
+    }
+
+    #[cfg(not(feature = "zstd"))]
+    #[test]
+    fn compression_needs_the_zstd_feature() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let v = FileValues::open(tmp.path(), FileOptions::new().compress(3))?;
+        let saved = v.save(&d(1), b"x");
+        assert!(
+            matches!(&saved, Err(StorageError::Seal { .. })),
+            "{saved:?}"
+        );
+        let message = saved.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("the `zstd` feature"), "{message}");
+        // A compressed entry, as a build with zstd writes it.
+        let stored = b"zstd frame";
+        let mut header = [0u8; envelope::HEADER];
+        header[..4].copy_from_slice(&envelope::MAGIC);
+        header[4] = envelope::VERSION;
+        header[5] = 0b01;
+        header[8..16].copy_from_slice(&(stored.len() as u64).to_le_bytes());
+        header[16..24].copy_from_slice(&64u64.to_le_bytes());
+        let mut tag = blake3::Hasher::new();
+        tag.update(&header[..24]);
+        tag.update(stored);
+        header[24..].copy_from_slice(tag.finalize().as_bytes());
+        let path = v.path_of(&d(2));
+        fs::write(&path, [&header[..], &stored[..]].concat()).map_err(|e| io_error(&path, e))?;
+        let loaded = v.load(&d(2));
+        assert!(
+            matches!(&loaded, Err(StorageError::Corrupt { .. })),
+            "{loaded:?}"
+        );
+        let message = loaded.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message
+                .contains("entry is zstd-compressed; fleche was built without the `zstd` feature"),
+            "{message}"
+        );
         Ok(())
     }
 
@@ -458,6 +513,11 @@ mod tests {
                     matches!(loaded, Err(StorageError::Corrupt { .. })),
                     "{what} {}: {loaded:?}",
                     path.display()
+                );
+                let source = loaded.as_ref().err().and_then(std::error::Error::source);
+                assert!(
+                    source.is_some_and(|s| s.is::<EnvelopeError>()),
+                    "{what}: the envelope error is kept as the source"
                 );
                 fs::write(&path, &good).map_err(|e| io_error(&path, e))?;
             }

@@ -13,10 +13,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Hdf5Calls, Hdf5Values};
 use crate::backend::{Backend, Settings, StorageSpec};
-use crate::file::{CALLS_DIR, VALUES_DIR};
-use crate::{CallStorage, StorageError, ValueStorage};
 
 /// How many leading hexadecimal digest characters name an entry's file by default.
 pub const DEFAULT_PREFIX_LENGTH: usize = 2;
@@ -27,6 +24,8 @@ pub const PREFIX_LENGTHS: std::ops::RangeInclusive<usize> = 1..=64;
 #[derive(Debug, Clone, Copy)]
 pub struct Hdf5Backend;
 
+// Without the `hdf5` feature the registry refuses the type before a spec is made.
+#[cfg_attr(not(feature = "hdf5"), allow(dead_code))]
 #[derive(Debug)]
 struct Hdf5Spec {
     root: PathBuf,
@@ -46,6 +45,9 @@ impl Backend for Hdf5Backend {
     fn feature(&self) -> Option<&'static str> {
         Some("hdf5")
     }
+    fn enabled(&self) -> bool {
+        cfg!(feature = "hdf5")
+    }
     fn keys(&self, _template: bool) -> &'static [&'static str] {
         &["root", "prefix_length", "lock_timeout", "shared"]
     }
@@ -59,41 +61,62 @@ impl Backend for Hdf5Backend {
             .unwrap_or(DEFAULT_PREFIX_LENGTH);
         let lock_timeout = s.seconds("lock_timeout");
         let shared = s.bool("shared").unwrap_or(false);
-        if s.failed() {
+        if s.failed() || !self.enabled() {
             return None;
         }
-        Some(Box::new(Hdf5Spec {
+        spec(Hdf5Spec {
             root: root?,
             template: s.is_template(),
             prefix_length,
             lock_timeout,
             shared,
-        }))
+        })
     }
 }
 
-impl Hdf5Spec {
-    fn dir(&self, part: &str) -> PathBuf {
-        if self.template {
-            self.root.join(part)
-        } else {
-            self.root.clone()
+#[cfg(feature = "hdf5")]
+fn spec(spec: Hdf5Spec) -> Option<Box<dyn StorageSpec>> {
+    Some(Box::new(spec))
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn spec(_: Hdf5Spec) -> Option<Box<dyn StorageSpec>> {
+    None
+}
+
+#[cfg(feature = "hdf5")]
+mod open {
+    use std::path::PathBuf;
+
+    use super::Hdf5Spec;
+    use crate::backend::StorageSpec;
+    use crate::file::{CALLS_DIR, VALUES_DIR};
+    use crate::hdf5::{Hdf5Calls, Hdf5Values};
+    use crate::{CallStorage, StorageError, ValueStorage};
+
+    impl Hdf5Spec {
+        fn dir(&self, part: &str) -> PathBuf {
+            if self.template {
+                self.root.join(part)
+            } else {
+                self.root.clone()
+            }
         }
     }
-}
 
-impl StorageSpec for Hdf5Spec {
-    fn open_values(&self) -> Result<Box<dyn ValueStorage>, StorageError> {
-        let _ = (self.lock_timeout, self.shared);
-        Ok(Box::new(Hdf5Values::open(
-            self.dir(VALUES_DIR),
-            self.prefix_length,
-        )?))
-    }
-    fn open_calls(&self) -> Result<Box<dyn CallStorage>, StorageError> {
-        Ok(Box::new(Hdf5Calls::open(
-            self.dir(CALLS_DIR),
-            self.prefix_length,
-        )?))
+    impl StorageSpec for Hdf5Spec {
+        fn open_values(&self) -> Result<Box<dyn ValueStorage>, StorageError> {
+            let _ = (self.lock_timeout, self.shared);
+            Ok(Box::new(Hdf5Values::open(
+                self.dir(VALUES_DIR),
+                self.prefix_length,
+            )?))
+        }
+        fn open_calls(&self) -> Result<Box<dyn CallStorage>, StorageError> {
+            Ok(Box::new(Hdf5Calls::open(
+                self.dir(CALLS_DIR),
+                self.prefix_length,
+            )?))
+        }
     }
 }

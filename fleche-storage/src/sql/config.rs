@@ -8,9 +8,8 @@
 //! In a template (`template = "sql"`), one database holds the whole cache: `url`, or `root` for
 //! the file `root/fleche.db` ([`DATABASE_FILE`]).
 
-use super::{SqlDatabase, SqlTarget};
-use crate::backend::{Backend, Settings, StorageSpec, Storages};
-use crate::{CallStorage, StorageError, ValueStorage};
+use super::SqlTarget;
+use crate::backend::{Backend, Settings, StorageSpec};
 
 /// The database file of a template's `root`.
 pub const DATABASE_FILE: &str = "fleche.db";
@@ -19,6 +18,7 @@ pub const DATABASE_FILE: &str = "fleche.db";
 #[derive(Debug, Clone, Copy)]
 pub struct SqlBackend;
 
+#[cfg(feature = "sqlite")]
 #[derive(Debug)]
 struct SqlSpec {
     target: SqlTarget,
@@ -31,6 +31,9 @@ impl Backend for SqlBackend {
     }
     fn feature(&self) -> Option<&'static str> {
         Some("sqlite")
+    }
+    fn enabled(&self) -> bool {
+        cfg!(feature = "sqlite")
     }
     fn keys(&self, template: bool) -> &'static [&'static str] {
         if template {
@@ -58,14 +61,21 @@ impl Backend for SqlBackend {
                 None
             }
         };
-        if s.failed() {
+        if s.failed() || !self.enabled() {
             return None;
         }
-        Some(Box::new(SqlSpec {
-            target: target?,
-            shared,
-        }))
+        spec(target?, shared)
     }
+}
+
+#[cfg(feature = "sqlite")]
+fn spec(target: SqlTarget, shared: bool) -> Option<Box<dyn StorageSpec>> {
+    Some(Box::new(SqlSpec { target, shared }))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn spec(_: SqlTarget, _: bool) -> Option<Box<dyn StorageSpec>> {
+    None
 }
 
 /// The database `url` names: an SQLite URL, or a bare path.
@@ -89,25 +99,33 @@ fn target(s: &Settings<'_>, url: &str) -> Option<SqlTarget> {
     }
 }
 
-impl SqlSpec {
-    fn open(&self) -> Result<SqlDatabase, StorageError> {
-        let _ = self.shared;
-        SqlDatabase::open(&self.target)
-    }
-}
+#[cfg(feature = "sqlite")]
+mod open {
+    use super::SqlSpec;
+    use crate::backend::{StorageSpec, Storages};
+    use crate::sql::{SqlDatabase, SqlTarget};
+    use crate::{CallStorage, StorageError, ValueStorage};
 
-impl StorageSpec for SqlSpec {
-    fn open_values(&self) -> Result<Box<dyn ValueStorage>, StorageError> {
-        Ok(Box::new(self.open()?.values()))
+    impl SqlSpec {
+        fn open(&self) -> Result<SqlDatabase, StorageError> {
+            let _ = self.shared;
+            SqlDatabase::open(&self.target)
+        }
     }
-    fn open_calls(&self) -> Result<Box<dyn CallStorage>, StorageError> {
-        Ok(Box::new(self.open()?.calls()))
-    }
-    fn open_both(&self) -> Result<Storages, StorageError> {
-        let db = self.open()?;
-        Ok((Box::new(db.values()), Box::new(db.calls())))
-    }
-    fn persistent(&self) -> bool {
-        self.target != SqlTarget::Memory
+
+    impl StorageSpec for SqlSpec {
+        fn open_values(&self) -> Result<Box<dyn ValueStorage>, StorageError> {
+            Ok(Box::new(self.open()?.values()))
+        }
+        fn open_calls(&self) -> Result<Box<dyn CallStorage>, StorageError> {
+            Ok(Box::new(self.open()?.calls()))
+        }
+        fn open_both(&self) -> Result<Storages, StorageError> {
+            let db = self.open()?;
+            Ok((Box::new(db.values()), Box::new(db.calls())))
+        }
+        fn persistent(&self) -> bool {
+            self.target != SqlTarget::Memory
+        }
     }
 }

@@ -14,10 +14,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use fleche_storage::{
-    CallRecord, CallStorage, Digest, FileCalls, FileOptions, FileValues, Hdf5Calls, Hdf5Values,
-    MemoryCalls, MemoryValues, SqlDatabase, SqlTarget, StorageError, ValueStorage, VoidCalls,
-    VoidValues, file,
+    CallRecord, CallStorage, Digest, FileCalls, FileOptions, FileValues, MemoryCalls, MemoryValues,
+    StorageError, ValueStorage, VoidCalls, VoidValues, file,
 };
+#[cfg(feature = "hdf5")]
+use fleche_storage::{Hdf5Calls, Hdf5Values};
+#[cfg(feature = "sqlite")]
+use fleche_storage::{SqlDatabase, SqlTarget};
 use serde::de::DeserializeOwned;
 
 pub use eviction::{EvictionPolicy, Fifo, Lru};
@@ -191,6 +194,7 @@ impl Cache {
     /// # Errors
     ///
     /// [`Error::Storage`] when the file cannot be opened or is not a compatible database.
+    #[cfg(feature = "sqlite")]
     pub fn sqlite(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let db = SqlDatabase::open(&SqlTarget::File(path.to_owned())).map_err(|source| {
@@ -211,6 +215,7 @@ impl Cache {
     ///
     /// [`Error::Storage`] when the directories cannot be created or hold files written with
     /// another `prefix_length`.
+    #[cfg(feature = "hdf5")]
     pub fn hdf5(root: impl AsRef<Path>, prefix_length: usize) -> Result<Self, Error> {
         let root = root.as_ref();
         let storage = |source| Error::Storage {

@@ -32,7 +32,14 @@ fn run(args: &[String]) -> Result<(), String> {
     };
     let command = arg(1)?.as_str();
     let cache = if command == "sweep-sql" {
-        Cache::sqlite(arg(2)?)
+        #[cfg(feature = "sqlite")]
+        {
+            Cache::sqlite(arg(2)?)
+        }
+        #[cfg(not(feature = "sqlite"))]
+        {
+            return Err("sweep-sql needs fleche-tests built with the `sqlite` feature".to_owned());
+        }
     } else {
         Cache::msgpack(arg(2)?, FileOptions::new())
     }

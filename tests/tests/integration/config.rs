@@ -173,6 +173,7 @@ fn f06_root_true_stops_the_walk() {
     );
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn f07_relative_paths_resolve_against_their_file() {
     let w = World::new();
@@ -206,7 +207,7 @@ fn bad(text: &str) -> String {
 
 #[test]
 fn f08_bad_configs_name_the_file_and_the_key() {
-    let cases: [(&str, &str); 12] = [
+    let mut cases: Vec<(&str, &str)> = vec![
         ("[x\nvalues.type = 1", "fleche.toml: TOML parse error"),
         (
             "[x]\nvalues.type = \"redis\"\ncalls.type = \"memory\"",
@@ -215,18 +216,6 @@ fn f08_bad_configs_name_the_file_and_the_key() {
         (
             "[x]\nvalues.type = \"memory\"\ncalls = { type = \"memory\", remaining_depth = 1 }",
             "`x.calls.remaining_depth`: `remaining_depth` applies to `values`",
-        ),
-        (
-            "[x]\nvalues.type = \"hdf5\"\ncalls.type = \"memory\"",
-            "`x.values.root`: missing: an HDF5 storage needs a `root`",
-        ),
-        (
-            "[x]\nvalues.type = \"memory\"\ncalls.type = \"sql\"",
-            "`x.calls.url`: missing",
-        ),
-        (
-            "[x]\nvalues.type = \"memory\"\ncalls = { type = \"sql\", url = \"mysql://h\" }",
-            "`x.calls.url`: `mysql://h` is not an SQLite URL",
         ),
         (
             "[x]\nvalues.type = \"msgpack\"\ncalls.type = \"memory\"",
@@ -250,6 +239,32 @@ fn f08_bad_configs_name_the_file_and_the_key() {
         ),
         ("[x]\nvalues.type = \"memory\"", "`x.calls`: missing"),
     ];
+    #[cfg(feature = "hdf5")]
+    cases.push((
+        "[x]\nvalues.type = \"hdf5\"\ncalls.type = \"memory\"",
+        "`x.values.root`: missing: an HDF5 storage needs a `root`",
+    ));
+    #[cfg(not(feature = "hdf5"))]
+    cases.push((
+        "[x]\nvalues.type = \"hdf5\"\ncalls.type = \"memory\"",
+        "`x.values.type`: type `hdf5` needs fleche built with the `hdf5` feature",
+    ));
+    #[cfg(feature = "sqlite")]
+    cases.extend([
+        (
+            "[x]\nvalues.type = \"memory\"\ncalls.type = \"sql\"",
+            "`x.calls.url`: missing",
+        ),
+        (
+            "[x]\nvalues.type = \"memory\"\ncalls = { type = \"sql\", url = \"mysql://h\" }",
+            "`x.calls.url`: `mysql://h` is not an SQLite URL",
+        ),
+    ]);
+    #[cfg(not(feature = "sqlite"))]
+    cases.push((
+        "[x]\nvalues.type = \"memory\"\ncalls.type = \"sql\"",
+        "`x.calls.type`: type `sql` needs fleche built with the `sqlite` feature",
+    ));
     for (text, expected) in cases {
         let got = bad(text);
         assert!(
@@ -260,6 +275,7 @@ fn f08_bad_configs_name_the_file_and_the_key() {
     }
 }
 
+#[cfg(all(feature = "sqlite", feature = "hdf5"))]
 #[test]
 fn reserved_names_cannot_be_redefined() {
     let w = World::new();

@@ -27,14 +27,17 @@ macro_rules! nested {
 
 fn backends(dir: &std::path::Path) -> Vec<(&'static str, Cache)> {
     let ok = |r: Result<Cache, fleche::Error>| r.unwrap_or_else(|e| panic!("{e}"));
-    vec![
+    #[allow(unused_mut)]
+    let mut backends = vec![
         ("memory", Cache::memory()),
         (
             "msgpack",
             ok(Cache::msgpack(dir.join("files"), FileOptions::new())),
         ),
-        ("sql", ok(Cache::sqlite(dir.join("cache.db")))),
-    ]
+    ];
+    #[cfg(feature = "sqlite")]
+    backends.push(("sql", ok(Cache::sqlite(dir.join("cache.db")))));
+    backends
 }
 
 nested!(nested_a, RUNS_A);

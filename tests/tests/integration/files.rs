@@ -119,8 +119,10 @@ fn s01_tampered_and_foreign_entries_are_misses() {
     assert!(warnings.contains("signature"), "{warnings}");
 }
 
+#[cfg(feature = "zstd")]
 spectrum!(spectrum_d, RUNS_D);
 
+#[cfg(feature = "zstd")]
 #[test]
 fn s04_compression_is_detected_on_read() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -151,8 +153,10 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+#[cfg(feature = "sqlite")]
 spectrum!(spectrum_e, RUNS_E);
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn s02_corrupt_sqlite_rows_are_misses_with_a_warning() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

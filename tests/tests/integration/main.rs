@@ -7,6 +7,7 @@
 mod config;
 mod destructuring;
 mod files;
+#[cfg(feature = "hdf5")]
 mod hdf5;
 mod keys;
 mod kinds;

@@ -21,6 +21,7 @@ fn s07_four_processes_on_one_file_cache() {
     check_sweep(&cache);
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn s07_four_processes_on_one_sqlite_cache() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -1,16 +1,4 @@
-//! The `hdf5` backend (alias `bagofholding_hdf`): real HDF5 files that h5py and every other HDF5
-//! tool open, written by the pure-Rust `hdf5-pure` crate (no C library to install).
-//!
-//! Entries whose digests share their first `prefix_length` hexadecimal characters (default 2)
-//! live in one file, `root/<prefix>.h5`, each in a group named by its full digest. A value that
-//! is a sequence of floats is stored as a `float64` dataset `data`, a sequence of integers as an
-//! `int64` dataset, a sequence of equally long float sequences as a two-dimensional `float64`
-//! dataset; anything else as the `uint8` dataset `msgpack` holding its encoding. The group's
-//! attribute `fleche` says which. A call record is the `uint8` dataset `record` (its MessagePack
-//! encoding), with the attributes `function` and `result` for browsing.
-//!
-//! Writers serialize on a lock file beside each HDF5 file (`<prefix>.h5.lock`), taken with the
-//! operating system's file locks, so several processes can write one cache.
+//! The HDF5 storages (feature `hdf5`).
 
 use std::fs;
 use std::io;
@@ -19,10 +7,7 @@ use std::path::{Path, PathBuf};
 use hdf5_pure::{AttrValue, File, FileBuilder};
 use rmpv::Value as Mp;
 
-mod config;
-
-pub use config::{DEFAULT_PREFIX_LENGTH, Hdf5Backend, PREFIX_LENGTHS};
-
+use super::PREFIX_LENGTHS;
 use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
 
 /// A directory of HDF5 files holding entries by digest.
@@ -39,6 +24,13 @@ fn io_error(path: &Path, source: io::Error) -> StorageError {
     }
 }
 
+fn hdf5_error(path: &Path, source: hdf5_pure::Error) -> StorageError {
+    StorageError::Hdf5 {
+        location: path.display().to_string(),
+        source,
+    }
+}
+
 fn is_not_found(e: &hdf5_pure::Error) -> bool {
     matches!(
         e,
@@ -49,9 +41,9 @@ fn is_not_found(e: &hdf5_pure::Error) -> bool {
 impl H5Dir {
     fn open(root: &Path, prefix_length: usize) -> Result<Self, StorageError> {
         if !PREFIX_LENGTHS.contains(&prefix_length) {
-            return Err(StorageError::Backend {
+            return Err(StorageError::Settings {
                 location: root.display().to_string(),
-                message: format!("prefix_length must be between 1 and 64, not {prefix_length}"),
+                reason: format!("prefix_length must be between 1 and 64, not {prefix_length}"),
             });
         }
         fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
@@ -63,9 +55,9 @@ impl H5Dir {
                 continue;
             };
             if stem.len() != prefix_length && stem.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(StorageError::Backend {
+                return Err(StorageError::Settings {
                     location: root.display().to_string(),
-                    message: format!(
+                    reason: format!(
                         "this directory holds files written with prefix_length {}, but prefix_length is {prefix_length}",
                         stem.len()
                     ),
@@ -87,12 +79,22 @@ impl H5Dir {
             .join(format!("{}.h5", digest.hex_prefix(self.prefix_length)))
     }
 
-    fn corrupt(&self, digest: &Digest, reason: impl ToString) -> StorageError {
-        StorageError::Corrupt {
-            location: self.location(),
-            digest: *digest,
-            reason: reason.to_string(),
-        }
+    fn corrupt(&self, digest: &Digest, reason: impl Into<String>) -> StorageError {
+        StorageError::corrupt(self.location(), digest, reason)
+    }
+
+    /// The entry `digest` is unreadable: its file is damaged as `source` says.
+    fn damaged(
+        &self,
+        digest: &Digest,
+        source: impl Into<crate::error::BoxedError>,
+    ) -> StorageError {
+        StorageError::corrupt_by(
+            self.location(),
+            digest,
+            self.file_of(digest).display().to_string(),
+            source,
+        )
     }
 
     /// Runs `f` holding the file's lock (shared for readers, exclusive for writers).
@@ -129,7 +131,7 @@ impl H5Dir {
         self.locked(&path, false, || {
             File::open(&path)
                 .map(Some)
-                .map_err(|e| self.corrupt(digest, format!("{}: {e}", path.display())))
+                .map_err(|e| self.damaged(digest, e))
         })
     }
 
@@ -141,7 +143,8 @@ impl H5Dir {
     ) -> Result<(), StorageError> {
         let path = self.file_of(digest);
         let name = digest.to_hex();
-        let fail = |e: hdf5_pure::Error| self.corrupt(digest, format!("{}: {e}", path.display()));
+        let damaged = |e: hdf5_pure::Error| self.damaged(digest, e);
+        let fail = |e: hdf5_pure::Error| hdf5_error(&path, e);
         self.locked(&path, true, || {
             if !path.exists() {
                 // A new file is written whole, then renamed into place.
@@ -150,14 +153,14 @@ impl H5Dir {
                 build(&mut NewGroup(&mut group)).map_err(fail)?;
                 builder.add_group(group.finish());
                 let tmp = path.with_extension("h5.tmp");
-                builder.write(&tmp).map_err(fail)?;
+                builder.write(&tmp).map_err(|e| hdf5_error(&tmp, e))?;
                 return fs::rename(&tmp, &path).map_err(|e| io_error(&path, e));
             }
-            let file = File::open_rw(&path).map_err(fail)?;
+            let file = File::open_rw(&path).map_err(damaged)?;
             match file.group(&name) {
                 Ok(_) => return Ok(()),
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(fail(e)),
+                Err(e) => return Err(damaged(e)),
             }
             let group = file.root().create_group(&name).map_err(fail)?;
             build(&mut EditGroup(&group)).map_err(fail)?;
@@ -171,13 +174,14 @@ impl H5Dir {
             return Ok(false);
         }
         let name = digest.to_hex();
-        let fail = |e: hdf5_pure::Error| self.corrupt(digest, format!("{}: {e}", path.display()));
+        let damaged = |e: hdf5_pure::Error| self.damaged(digest, e);
+        let fail = |e: hdf5_pure::Error| hdf5_error(&path, e);
         self.locked(&path, true, || {
-            let file = File::open_rw(&path).map_err(fail)?;
+            let file = File::open_rw(&path).map_err(damaged)?;
             match file.group(&name) {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => return Ok(false),
-                Err(e) => return Err(fail(e)),
+                Err(e) => return Err(damaged(e)),
             }
             file.root().delete(&name).map_err(fail)?;
             file.commit().map_err(fail)?;
@@ -197,10 +201,7 @@ impl H5Dir {
             let groups = self.locked(&path, false, || {
                 File::open(&path)
                     .and_then(|f| f.root().groups())
-                    .map_err(|e| StorageError::Backend {
-                        location: path.display().to_string(),
-                        message: e.to_string(),
-                    })
+                    .map_err(|e| hdf5_error(&path, e))
             });
             match groups {
                 Ok(names) => out.extend(names.iter().filter_map(|n| n.parse::<Digest>().ok())),
@@ -423,7 +424,7 @@ impl ValueStorage for Hdf5Values {
             return Ok(None);
         };
         let name = digest.to_hex();
-        let corrupt = |e: hdf5_pure::Error| self.dir.corrupt(digest, e);
+        let corrupt = |e: hdf5_pure::Error| self.dir.damaged(digest, e);
         let group = match file.group(&name) {
             Ok(g) => g,
             Err(e) if is_not_found(&e) => return Ok(None),
@@ -508,7 +509,7 @@ impl ValueStorage for Hdf5Values {
         match file.group(&digest.to_hex()) {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(self.dir.corrupt(digest, e)),
+            Err(e) => Err(self.dir.damaged(digest, e)),
         }
     }
 
@@ -551,19 +552,19 @@ impl CallStorage for Hdf5Calls {
             return Ok(None);
         };
         let blob = match file.dataset(&format!("{}/record", key.to_hex())) {
-            Ok(ds) => ds.read_u8().map_err(|e| self.dir.corrupt(key, e))?,
+            Ok(ds) => ds.read_u8().map_err(|e| self.dir.damaged(key, e))?,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(self.dir.corrupt(key, e)),
+            Err(e) => return Err(self.dir.damaged(key, e)),
         };
-        let record =
-            CallRecord::decode_for(key, &blob).map_err(|reason| self.dir.corrupt(key, reason))?;
+        let record = CallRecord::decode_for(key, &blob).map_err(|e| self.dir.damaged(key, e))?;
         Ok(Some(record))
     }
 
     fn save(&self, record: CallRecord) -> Result<(), StorageError> {
-        let blob = rmp_serde::to_vec_named(&record).map_err(|e| StorageError::Backend {
+        let blob = rmp_serde::to_vec_named(&record).map_err(|source| StorageError::Encode {
             location: self.dir.location(),
-            message: format!("cannot encode call record {}: {e}", record.key),
+            key: record.key,
+            source,
         })?;
         // Overwrite: remove the old group first (a record is not content-addressed).
         self.dir.remove(&record.key)?;
@@ -700,10 +701,15 @@ mod tests {
             Err(StorageError::Corrupt { .. })
         ));
         fs::write(&path, b"garbage").map_err(|e| io_error(&path, e))?;
-        assert!(matches!(
-            v.load(&d(1, 1)),
-            Err(StorageError::Corrupt { .. })
-        ));
+        let err = v.load(&d(1, 1)).err();
+        assert!(matches!(err, Some(StorageError::Corrupt { .. })), "{err:?}");
+        let source = err.as_ref().and_then(std::error::Error::source);
+        assert!(
+            source.is_some_and(|s| s.is::<hdf5_pure::Error>()),
+            "the HDF5 error is kept as the source"
+        );
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains(&path.display().to_string()), "{message}");
         Ok(())
     }
 }

@@ -1,21 +1,11 @@
-//! The `sql` backend: SQLite through rusqlite (bundled, so nothing needs installing).
-//!
-//! One database file can hold a whole cache: call records in the `calls` table, with their
-//! arguments and metadata as JSON columns (queryable with SQLite's JSON functions, and indexed
-//! per argument in `arguments`), and encoded values in the `"values"` table. The database runs in
-//! WAL mode with a busy timeout, so several processes and threads can use it at once. The schema
-//! is versioned with `PRAGMA user_version` (`docs/format.md`, "SQL backend").
+//! The SQLite storages (feature `sqlite`).
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-mod config;
-
-pub use config::{DATABASE_FILE, SqlBackend};
-
+use super::SqlTarget;
 use crate::{CallRecord, CallStorage, Digest, StorageError, Value, ValueStorage};
 
 /// The schema version this code writes and migrates to.
@@ -63,48 +53,10 @@ impl std::fmt::Debug for SqlDatabase {
     }
 }
 
-/// Where a database lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SqlTarget {
-    /// A file, created if missing (its directory too).
-    File(PathBuf),
-    /// A private in-memory database (`:memory:`).
-    Memory,
-}
-
-impl SqlTarget {
-    /// Parses a URL: `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///~/x.db`,
-    /// `sqlite:///:memory:` or `sqlite://` (memory). Relative paths resolve against `base`, `~`
-    /// against `home`.
-    ///
-    /// # Errors
-    ///
-    /// A message for a URL that is not an SQLite URL.
-    pub fn from_url(url: &str, base: &Path, home: Option<&Path>) -> Result<Self, String> {
-        let rest = url.strip_prefix("sqlite://").ok_or_else(|| {
-            format!("`{url}` is not an SQLite URL: write `sqlite:///path/to/file.db`")
-        })?;
-        if rest.is_empty() || rest == "/:memory:" || rest == ":memory:" {
-            return Ok(Self::Memory);
-        }
-        let path = rest.strip_prefix('/').ok_or_else(|| {
-            format!("`{url}`: expected three slashes, as in `sqlite:///cache.db`")
-        })?;
-        if path.is_empty() {
-            return Err(format!("`{url}` names no file"));
-        }
-        let resolved = match (path.strip_prefix("~/"), home) {
-            (Some(rest), Some(h)) => h.join(rest),
-            _ => base.join(path),
-        };
-        Ok(Self::File(resolved))
-    }
-}
-
-fn backend(location: &str, e: impl std::fmt::Display) -> StorageError {
-    StorageError::Backend {
+fn sqlite_error(location: &str, source: rusqlite::Error) -> StorageError {
+    StorageError::Sqlite {
         location: location.to_owned(),
-        message: e.to_string(),
+        source,
     }
 }
 
@@ -134,7 +86,7 @@ impl SqlDatabase {
                 )
             }
         };
-        let conn = conn.map_err(|e| backend(&location, e))?;
+        let conn = conn.map_err(|e| sqlite_error(&location, e))?;
         Self::prepare(&conn, &location)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -143,7 +95,7 @@ impl SqlDatabase {
     }
 
     fn prepare(conn: &Connection, location: &str) -> Result<(), StorageError> {
-        let err = |e: rusqlite::Error| backend(location, e);
+        let err = |e: rusqlite::Error| sqlite_error(location, e);
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
         // WAL lets readers and one writer work at once, across processes.
         let _: String = conn
@@ -155,12 +107,11 @@ impl SqlDatabase {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
         if version > SCHEMA_VERSION {
-            return Err(backend(
-                location,
-                format!(
-                    "the database schema version {version} is newer than this fleche supports ({SCHEMA_VERSION}); upgrade fleche"
-                ),
-            ));
+            return Err(StorageError::NewerSchema {
+                location: location.to_owned(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
         if version < 1 {
             // BEGIN IMMEDIATE: two processes migrating at once take turns.
@@ -187,7 +138,7 @@ impl SqlDatabase {
     }
 
     fn error(&self, e: rusqlite::Error) -> StorageError {
-        backend(&self.location, e)
+        sqlite_error(&self.location, e)
     }
 
     /// The calls storage of this database.
@@ -228,16 +179,13 @@ fn start_of(record: &CallRecord) -> Option<f64> {
 }
 
 impl SqlCalls {
-    fn corrupt(&self, key: &Digest, reason: impl ToString) -> StorageError {
-        StorageError::Corrupt {
-            location: self.db.location.clone(),
-            digest: *key,
-            reason: reason.to_string(),
-        }
+    fn corrupt(&self, key: &Digest, reason: &str) -> StorageError {
+        StorageError::corrupt(self.db.location.clone(), key, reason)
     }
 
     fn decode(&self, key: &Digest, blob: &[u8]) -> Result<CallRecord, StorageError> {
-        CallRecord::decode_for(key, blob).map_err(|reason| self.corrupt(key, reason))
+        CallRecord::decode_for(key, blob)
+            .map_err(|e| StorageError::corrupt_by(self.db.location.clone(), key, "", e))
     }
 }
 
@@ -266,7 +214,11 @@ impl CallStorage for SqlCalls {
     }
 
     fn save(&self, record: CallRecord) -> Result<(), StorageError> {
-        let blob = rmp_serde::to_vec_named(&record).map_err(|e| backend(&self.db.location, e))?;
+        let blob = rmp_serde::to_vec_named(&record).map_err(|source| StorageError::Encode {
+            location: self.db.location.clone(),
+            key: record.key,
+            source,
+        })?;
         let json = |v: serde_json::Value| v.to_string();
         let arguments: Vec<(String, String)> = record
             .arguments
@@ -400,6 +352,7 @@ impl ValueStorage for SqlValues {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
 
     use super::*;
 
@@ -458,10 +411,10 @@ mod tests {
         calls.save(record(1, 1, 5))?;
         calls.save(record(2, 2, 5))?;
         calls.save(record(3, 1, 6))?;
-        let conn = Connection::open(&path).map_err(|e| backend("test", e))?;
+        let conn = Connection::open(&path).map_err(|e| sqlite_error("test", e))?;
         let count = |sql: &str| -> Result<i64, StorageError> {
             conn.query_row(sql, [], |r| r.get(0))
-                .map_err(|e| backend("test", e))
+                .map_err(|e| sqlite_error("test", e))
         };
         assert_eq!(
             count("SELECT count(*) FROM calls WHERE json_extract(arguments, '$.y') = 5")?,
@@ -486,9 +439,9 @@ mod tests {
     fn a_newer_schema_is_refused() -> Result<(), StorageError> {
         let (_dir, path) = temp_db();
         SqlDatabase::open(&SqlTarget::File(path.clone()))?;
-        let conn = Connection::open(&path).map_err(|e| backend("test", e))?;
+        let conn = Connection::open(&path).map_err(|e| sqlite_error("test", e))?;
         conn.execute_batch("PRAGMA user_version = 99")
-            .map_err(|e| backend("test", e))?;
+            .map_err(|e| sqlite_error("test", e))?;
         let err = SqlDatabase::open(&SqlTarget::File(path))
             .err()
             .map(|e| e.to_string());
@@ -504,9 +457,9 @@ mod tests {
         let (_dir, path) = temp_db();
         let db = SqlDatabase::open(&SqlTarget::File(path.clone()))?;
         db.calls().save(record(1, 1, 1))?;
-        let conn = Connection::open(&path).map_err(|e| backend("test", e))?;
+        let conn = Connection::open(&path).map_err(|e| sqlite_error("test", e))?;
         conn.execute("UPDATE calls SET record = x'c1c1c1'", [])
-            .map_err(|e| backend("test", e))?;
+            .map_err(|e| sqlite_error("test", e))?;
         assert!(matches!(
             db.calls().load(&d(1)),
             Err(StorageError::Corrupt { .. })
@@ -529,7 +482,16 @@ mod tests {
                 source,
             }
         })?;
-        assert!(SqlDatabase::open(&SqlTarget::File(junk)).is_err());
+        let err = SqlDatabase::open(&SqlTarget::File(junk.clone())).err();
+        assert!(
+            matches!(&err, Some(StorageError::Sqlite { location, .. }) if *location == junk.display().to_string()),
+            "{err:?}"
+        );
+        let source = err.as_ref().and_then(std::error::Error::source);
+        assert!(
+            source.is_some_and(|s| s.is::<rusqlite::Error>()),
+            "the rusqlite error is kept as the source"
+        );
         Ok(())
     }
 
