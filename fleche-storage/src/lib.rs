@@ -33,6 +33,7 @@ pub mod destructure;
 mod digest;
 mod error;
 pub mod file;
+mod fs;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod memory;
