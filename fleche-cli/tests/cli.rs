@@ -64,6 +64,7 @@ fn write(path: &std::path::Path, text: &str) {
 }
 
 #[test]
+#[cfg(feature = "hdf5")]
 fn config_check_reports_every_problem_of_every_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     write(

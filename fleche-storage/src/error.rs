@@ -71,6 +71,14 @@ pub enum StorageError {
         /// What is wrong with the settings.
         reason: String,
     },
+    /// Another process held a lock longer than the configured `lock_timeout`.
+    #[error("{}: another process held the lock for longer than {waited:?} (`lock_timeout`)", path.display())]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long fleche waited.
+        waited: std::time::Duration,
+    },
     /// A database whose schema is newer than this version of fleche reads.
     #[error(
         "{location}: the database schema version {found} is newer than this fleche supports ({supported}); upgrade fleche"

@@ -34,6 +34,7 @@ pub mod destructure;
 mod digest;
 mod error;
 pub mod file;
+mod fs;
 pub mod hdf5;
 pub mod memory;
 mod record;

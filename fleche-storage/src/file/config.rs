@@ -74,7 +74,9 @@ impl Backend for FileBackend {
                 "compression needs fleche built with the `zstd` feature",
             );
         }
-        options = options.durable(s.bool("durable").unwrap_or(false));
+        options = options
+            .durable(s.bool("durable").unwrap_or(false))
+            .shared(s.bool("shared").unwrap_or(false));
         let _ = s.seconds("lock_timeout");
         let keys = signing_keys(s);
         if s.failed() {

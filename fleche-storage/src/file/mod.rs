@@ -14,7 +14,10 @@
 //! (in this or any other process) see either the old entry or the new one, never a partial one.
 //! With `durable`, the file and its directory are fsync'ed before the write returns.
 //!
-//! Directories are created with mode `0700` on Unix: caches often hold private data.
+//! Modes, on Unix: caches often hold private data, so by default every directory the store
+//! creates is `0700` and every entry file `0600`. With [`FileOptions::shared`], directories are
+//! `2770` (setgid: entries inherit the directory's group) and files `0660`, for a cache a group
+//! shares. Directories the store did not create, such as an existing root, keep their mode.
 
 mod config;
 pub mod envelope;
@@ -23,6 +26,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::fs::io_error;
 use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
 pub use config::{CALLS_DIR, FileBackend, VALUES_DIR};
 use envelope::{EnvelopeError, SigningKey};
@@ -39,10 +43,13 @@ pub struct FileOptions {
     pub keys: Vec<SigningKey>,
     /// fsync every written file and its directory before a save returns.
     pub durable: bool,
+    /// Share the cache with the group: directories the store creates are `2770` and files
+    /// `0660`, instead of `0700` and `0600` (Unix only).
+    pub shared: bool,
 }
 
 impl FileOptions {
-    /// Uncompressed, unsigned, not durable.
+    /// Uncompressed, unsigned, not durable, private.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -68,6 +75,14 @@ impl FileOptions {
         self.durable = durable;
         self
     }
+
+    /// Group-shared (`true`: directories `2770`, files `0660`) or private (`false`, the
+    /// default: `0700` and `0600`) modes for what the store creates.
+    #[must_use]
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
 }
 
 /// A directory of enveloped entries named by digest: what both file storages are built on.
@@ -77,29 +92,13 @@ struct EntryDir {
     options: FileOptions,
 }
 
-fn io_error(path: &Path, source: io::Error) -> StorageError {
-    StorageError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// Creates `dir` and its missing parents, private to the user on Unix.
-fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| io_error(dir, e))
-}
-
 impl EntryDir {
     fn open(root: &Path, options: FileOptions) -> Result<Self, StorageError> {
-        create_private_dir(root)?;
+        crate::fs::create_dir_all(root, options.shared)?;
         // All 256 fan-out directories up front (once per cache), so writes never create one.
         if !root.join("ff").is_dir() {
             for i in 0..=255u8 {
-                create_private_dir(&root.join(format!("{i:02x}")))?;
+                crate::fs::create_dir_all(&root.join(format!("{i:02x}")), options.shared)?;
             }
         }
         Ok(Self {
@@ -155,12 +154,13 @@ impl EntryDir {
                     digest: *digest,
                     source,
                 })?;
-        let temp = || tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir);
+        let shared = self.options.shared;
+        let temp = || crate::fs::temp_file_in(dir, shared);
         // The fan-out directory usually exists: create it only when the first try says so.
         let mut tmp = match temp() {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                create_private_dir(dir)?;
+                crate::fs::create_dir_all(dir, shared)?;
                 temp().map_err(|e| io_error(dir, e))?
             }
             Err(e) => return Err(io_error(dir, e)),
@@ -532,7 +532,7 @@ mod tests {
         c.save(record(1, 1))?;
         let (from, to) = (c.path_of(&d(1)), c.path_of(&d(2)));
         if let Some(parent) = to.parent() {
-            create_private_dir(parent)?;
+            crate::fs::create_dir_all(parent, false)?;
         }
         fs::copy(&from, &to).map_err(|e| io_error(&to, e))?;
         assert!(matches!(c.load(&d(2)), Err(StorageError::Corrupt { .. })));
@@ -591,23 +591,36 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn directories_are_private() -> Result<(), StorageError> {
-        use std::os::unix::fs::PermissionsExt;
+    fn modes_are_private_or_group_shared() -> Result<(), StorageError> {
+        use crate::fs::tests::{existing_dir, mode};
         let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
-        let root = tmp.path().join("cache");
-        let v = FileValues::open(&root, FileOptions::new().durable(true))?;
-        v.save(&d(1), b"x")?;
-        let fan = v
-            .path_of(&d(1))
-            .parent()
-            .map(Path::to_owned)
-            .unwrap_or_default();
-        for dir in [root, fan] {
-            let mode = fs::metadata(&dir)
-                .map_err(|e| io_error(&dir, e))?
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+        for (shared, dir_mode, file_mode) in [(false, 0o700, 0o600), (true, 0o2770, 0o660)] {
+            // An existing root keeps its mode; a missing one is created with the cache's.
+            let existing = tmp.path().join(format!("existing-{shared}"));
+            existing_dir(&existing);
+            let created = tmp.path().join(format!("created-{shared}")).join("cache");
+            for root in [&existing, &created] {
+                let options = FileOptions::new().durable(true).shared(shared);
+                let v = FileValues::open(root, options.clone())?;
+                let c = FileCalls::open(root.join("calls"), options)?;
+                v.save(&d(1), b"x")?;
+                c.save(record(2, 1))?;
+                let fan = v
+                    .path_of(&d(1))
+                    .parent()
+                    .map(Path::to_owned)
+                    .unwrap_or_default();
+                let expected_root = if root == &existing { 0o755 } else { dir_mode };
+                assert_eq!(mode(root), expected_root, "{}", root.display());
+                assert_eq!(mode(&fan), dir_mode, "{}", fan.display());
+                assert_eq!(mode(&root.join("calls")), dir_mode);
+                assert_eq!(mode(&v.path_of(&d(1))), file_mode);
+                assert_eq!(mode(&c.path_of(&d(2))), file_mode);
+            }
+            assert_eq!(
+                mode(&tmp.path().join(format!("created-{shared}"))),
+                dir_mode
+            );
         }
         Ok(())
     }

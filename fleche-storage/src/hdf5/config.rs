@@ -106,17 +106,16 @@ mod open {
 
     impl StorageSpec for Hdf5Spec {
         fn open_values(&self) -> Result<Box<dyn ValueStorage>, StorageError> {
-            let _ = (self.lock_timeout, self.shared);
-            Ok(Box::new(Hdf5Values::open(
-                self.dir(VALUES_DIR),
-                self.prefix_length,
-            )?))
+            Ok(Box::new(
+                Hdf5Values::open_with(self.dir(VALUES_DIR), self.prefix_length, self.shared)?
+                    .lock_timeout(self.lock_timeout),
+            ))
         }
         fn open_calls(&self) -> Result<Box<dyn CallStorage>, StorageError> {
-            Ok(Box::new(Hdf5Calls::open(
-                self.dir(CALLS_DIR),
-                self.prefix_length,
-            )?))
+            Ok(Box::new(
+                Hdf5Calls::open_with(self.dir(CALLS_DIR), self.prefix_length, self.shared)?
+                    .lock_timeout(self.lock_timeout),
+            ))
         }
     }
 }

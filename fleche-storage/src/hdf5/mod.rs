@@ -11,7 +11,11 @@
 //!
 //! Writers serialize on a lock file beside each HDF5 file (`<prefix>.h5.lock`), taken with the
 //! operating system's file locks, so several processes can write one cache.
-
+//!
+//! Modes, on Unix: directories the backend creates are `0700`, and the `.h5` files, their
+//! `.h5.lock` files and the temporary files new `.h5` files are written to are `0600`, so a cache
+//! is private by default; `Hdf5Values::open_with` and `Hdf5Calls::open_with` with `shared` make
+//! them `2770` (setgid) and `0660`, for a group. An existing root directory keeps its mode.
 //!
 //! The configuration half of this module (type name, keys, ranges) is always compiled, so a
 //! configuration naming `hdf5` in a build without the `hdf5` feature says which feature it needs.

@@ -1,13 +1,14 @@
 //! The HDF5 storages (feature `hdf5`).
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use hdf5_pure::{AttrValue, File, FileBuilder};
 use rmpv::Value as Mp;
 
 use super::PREFIX_LENGTHS;
+use crate::fs::io_error;
 use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
 
 /// A directory of HDF5 files holding entries by digest.
@@ -15,13 +16,9 @@ use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
 struct H5Dir {
     root: PathBuf,
     prefix_length: usize,
-}
-
-fn io_error(path: &Path, source: io::Error) -> StorageError {
-    StorageError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    shared: bool,
+    /// How long to wait for another process's lock on a file; `None` waits as long as it takes.
+    lock_timeout: Option<Duration>,
 }
 
 fn hdf5_error(path: &Path, source: hdf5_pure::Error) -> StorageError {
@@ -39,14 +36,14 @@ fn is_not_found(e: &hdf5_pure::Error) -> bool {
 }
 
 impl H5Dir {
-    fn open(root: &Path, prefix_length: usize) -> Result<Self, StorageError> {
+    fn open(root: &Path, prefix_length: usize, shared: bool) -> Result<Self, StorageError> {
         if !PREFIX_LENGTHS.contains(&prefix_length) {
             return Err(StorageError::Settings {
                 location: root.display().to_string(),
                 reason: format!("prefix_length must be between 1 and 64, not {prefix_length}"),
             });
         }
-        fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
+        crate::fs::create_dir_all(root, shared)?;
         // Files written with another prefix length would never be found: refuse them.
         for entry in fs::read_dir(root).map_err(|e| io_error(root, e))? {
             let entry = entry.map_err(|e| io_error(root, e))?;
@@ -67,6 +64,8 @@ impl H5Dir {
         Ok(Self {
             root: root.to_owned(),
             prefix_length,
+            shared,
+            lock_timeout: None,
         })
     }
 
@@ -105,17 +104,33 @@ impl H5Dir {
         f: impl FnOnce() -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let lock_path = path.with_extension("h5.lock");
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .read(true)
-            .open(&lock_path)
-            .map_err(|e| io_error(&lock_path, e))?;
-        if exclusive {
-            lock.lock().map_err(|e| io_error(&lock_path, e))?;
-        } else {
-            lock.lock_shared().map_err(|e| io_error(&lock_path, e))?;
+        let lock = crate::fs::open_or_create(&lock_path, self.shared)?;
+        match self.lock_timeout {
+            None if exclusive => lock.lock().map_err(|e| io_error(&lock_path, e))?,
+            None => lock.lock_shared().map_err(|e| io_error(&lock_path, e))?,
+            Some(timeout) => {
+                let deadline = Instant::now() + timeout;
+                loop {
+                    let attempt = if exclusive {
+                        lock.try_lock()
+                    } else {
+                        lock.try_lock_shared()
+                    };
+                    match attempt {
+                        Ok(()) => break,
+                        Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(fs::TryLockError::WouldBlock) => {
+                            return Err(StorageError::LockTimeout {
+                                path: lock_path,
+                                waited: timeout,
+                            });
+                        }
+                        Err(fs::TryLockError::Error(e)) => return Err(io_error(&lock_path, e)),
+                    }
+                }
+            }
         }
         let out = f();
         let _ = lock.unlock();
@@ -147,14 +162,18 @@ impl H5Dir {
         let fail = |e: hdf5_pure::Error| hdf5_error(&path, e);
         self.locked(&path, true, || {
             if !path.exists() {
-                // A new file is written whole, then renamed into place.
+                // A new file is written whole to a temporary file, then renamed into place.
                 let mut builder = FileBuilder::new();
                 let mut group = builder.create_group(&name);
                 build(&mut NewGroup(&mut group)).map_err(fail)?;
                 builder.add_group(group.finish());
-                let tmp = path.with_extension("h5.tmp");
-                builder.write(&tmp).map_err(|e| hdf5_error(&tmp, e))?;
-                return fs::rename(&tmp, &path).map_err(|e| io_error(&path, e));
+                let mut tmp = crate::fs::temp_file_in(&self.root, self.shared)
+                    .map_err(|e| io_error(&self.root, e))?;
+                builder
+                    .finish_to(tmp.as_file_mut())
+                    .map_err(|e| hdf5_error(tmp.path(), e))?;
+                tmp.persist(&path).map_err(|e| io_error(&path, e.error))?;
+                return Ok(());
             }
             let file = File::open_rw(&path).map_err(damaged)?;
             match file.group(&name) {
@@ -400,15 +419,39 @@ pub struct Hdf5Values {
 
 impl Hdf5Values {
     /// The store rooted at `root` (created if missing), `prefix_length` digest characters per
-    /// file name.
+    /// file name, private to the user: [`Hdf5Values::open_with`] with `shared` false.
     ///
     /// # Errors
     ///
     /// The directory cannot be created, or holds files of another prefix length.
     pub fn open(root: impl AsRef<Path>, prefix_length: usize) -> Result<Self, StorageError> {
+        Self::open_with(root, prefix_length, false)
+    }
+
+    /// The store rooted at `root` (created if missing), `prefix_length` digest characters per
+    /// file name. When `shared`, the directories it creates are `2770` and its files `0660`;
+    /// otherwise `0700` and `0600` (Unix). An existing root keeps its mode.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created, or holds files of another prefix length.
+    pub fn open_with(
+        root: impl AsRef<Path>,
+        prefix_length: usize,
+        shared: bool,
+    ) -> Result<Self, StorageError> {
         Ok(Self {
-            dir: H5Dir::open(root.as_ref(), prefix_length)?,
+            dir: H5Dir::open(root.as_ref(), prefix_length, shared)?,
         })
+    }
+
+    /// Waits at most `timeout` for another process's lock on a file, then fails the operation
+    /// with [`StorageError::LockTimeout`] (a memoized call then runs uncached, with a warning).
+    /// `None`, the default, waits as long as it takes.
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.dir.lock_timeout = timeout;
+        self
     }
 
     /// The HDF5 file an entry is (or would be) stored in.
@@ -530,15 +573,39 @@ pub struct Hdf5Calls {
 
 impl Hdf5Calls {
     /// The store rooted at `root` (created if missing), `prefix_length` digest characters per
-    /// file name.
+    /// file name, private to the user: [`Hdf5Calls::open_with`] with `shared` false.
     ///
     /// # Errors
     ///
     /// The directory cannot be created, or holds files of another prefix length.
     pub fn open(root: impl AsRef<Path>, prefix_length: usize) -> Result<Self, StorageError> {
+        Self::open_with(root, prefix_length, false)
+    }
+
+    /// The store rooted at `root` (created if missing), `prefix_length` digest characters per
+    /// file name. When `shared`, the directories it creates are `2770` and its files `0660`;
+    /// otherwise `0700` and `0600` (Unix). An existing root keeps its mode.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created, or holds files of another prefix length.
+    pub fn open_with(
+        root: impl AsRef<Path>,
+        prefix_length: usize,
+        shared: bool,
+    ) -> Result<Self, StorageError> {
         Ok(Self {
-            dir: H5Dir::open(root.as_ref(), prefix_length)?,
+            dir: H5Dir::open(root.as_ref(), prefix_length, shared)?,
         })
+    }
+
+    /// Waits at most `timeout` for another process's lock on a file, then fails the operation
+    /// with [`StorageError::LockTimeout`] (a memoized call then runs uncached, with a warning).
+    /// `None`, the default, waits as long as it takes.
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.dir.lock_timeout = timeout;
+        self
     }
 }
 
@@ -608,6 +675,32 @@ mod tests {
         values.save(&at, &bytes)?;
         let back = values.load(&at)?.unwrap_or_default();
         Ok(rmp_serde::from_slice(&back).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn lock_timeout_bounds_the_wait_for_another_holder() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?.lock_timeout(Some(Duration::from_millis(50)));
+        let at = d(7, 7);
+        v.save(&at, &rmp_serde::to_vec(&1u8).unwrap_or_default())?;
+        let lock_path = v.file_of(&at).with_extension("h5.lock");
+        // Another holder: a separate open file description, as another process would have.
+        let other = fs::File::open(&lock_path).map_err(|e| io_error(&lock_path, e))?;
+        other.lock().map_err(|e| io_error(&lock_path, e))?;
+        let started = Instant::now();
+        let err = v.load(&at).err();
+        assert!(
+            matches!(err, Some(StorageError::LockTimeout { .. })),
+            "{err:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(err.is_some_and(|e| e.to_string().contains("lock_timeout")));
+        other.unlock().map_err(|e| io_error(&lock_path, e))?;
+        assert!(
+            v.load(&at)?.is_some(),
+            "works again once the lock is released"
+        );
+        Ok(())
     }
 
     #[test]
@@ -681,6 +774,45 @@ mod tests {
         let err = Hdf5Values::open(dir.path(), 3).err().map(|e| e.to_string());
         assert!(err.unwrap_or_default().contains("prefix_length 2"));
         assert!(Hdf5Values::open(dir.path(), 0).is_err());
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn modes_are_private_or_group_shared() -> Result<(), StorageError> {
+        use crate::fs::tests::{existing_dir, mode};
+        let dir = tmp();
+        for (shared, dir_mode, file_mode) in [(false, 0o700, 0o600), (true, 0o2770, 0o660)] {
+            let existing = dir.path().join(format!("existing-{shared}"));
+            existing_dir(&existing);
+            let created = dir.path().join(format!("created-{shared}")).join("values");
+            for root in [&existing, &created] {
+                let v = Hdf5Values::open_with(root, 2, shared)?;
+                let c = Hdf5Calls::open_with(root.join("calls"), 2, shared)?;
+                let one = rmp_serde::to_vec(&vec![1.0f64]).unwrap_or_default();
+                // A new file, then an in-place edit of it.
+                v.save(&d(1, 1), &one)?;
+                v.save(&d(1, 2), &one)?;
+                c.save(CallRecord::new(d(2, 1), "m::f", d(1, 1)))?;
+                let expected_root = if root == &existing { 0o755 } else { dir_mode };
+                assert_eq!(mode(root), expected_root, "{}", root.display());
+                assert_eq!(mode(&root.join("calls")), dir_mode);
+                let h5 = v.file_of(&d(1, 1));
+                let calls_h5 = root.join("calls").join("02.h5");
+                for file in [&h5, &h5.with_extension("h5.lock"), &calls_h5] {
+                    assert_eq!(mode(file), file_mode, "{}", file.display());
+                }
+                let names: Vec<String> = fs::read_dir(root)
+                    .map_err(|e| io_error(root, e))?
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                assert!(
+                    names.iter().all(|n| !n.starts_with(".tmp-")),
+                    "no temporary file is left: {names:?}"
+                );
+            }
+        }
         Ok(())
     }
 

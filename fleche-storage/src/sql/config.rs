@@ -108,8 +108,7 @@ mod open {
 
     impl SqlSpec {
         fn open(&self) -> Result<SqlDatabase, StorageError> {
-            let _ = self.shared;
-            SqlDatabase::open(&self.target)
+            SqlDatabase::open_with(&self.target, self.shared)
         }
     }
 

@@ -5,7 +5,11 @@
 //! per argument in `arguments`), and encoded values in the `"values"` table. The database runs in
 //! WAL mode with a busy timeout, so several processes and threads can use it at once. The schema
 //! is versioned with `PRAGMA user_version` (`docs/format.md`, "SQL backend").
-
+//!
+//! Modes, on Unix: the database file is created `0600` and the directories leading to it that
+//! the backend creates `0700`, so a cache is private by default; `SqlDatabase::open_with` with
+//! `shared` creates them `0660` and `2770` (setgid) for a group. SQLite gives the `-wal` and
+//! `-shm` files the database file's mode. An existing database file or directory keeps its mode.
 //!
 //! The configuration half of this module (type name, keys, URLs) is always compiled, so a
 //! configuration naming `sql` in a build without the `sqlite` feature says which feature it needs.

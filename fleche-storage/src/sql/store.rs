@@ -61,21 +61,34 @@ fn sqlite_error(location: &str, source: rusqlite::Error) -> StorageError {
 }
 
 impl SqlDatabase {
-    /// Opens (creating and migrating as needed) the database at `target`.
+    /// Opens (creating and migrating as needed) the database at `target`, private to the user
+    /// if it creates it: [`SqlDatabase::open_with`] with `shared` false.
     ///
     /// # Errors
     ///
     /// The file cannot be opened, is not an SQLite database, or has a newer schema.
     pub fn open(target: &SqlTarget) -> Result<Self, StorageError> {
+        Self::open_with(target, false)
+    }
+
+    /// Opens (creating and migrating as needed) the database at `target`. A database file it
+    /// creates is `0660` when `shared`, else `0600`; directories it creates are `2770`, else
+    /// `0700` (Unix). Existing files and directories keep their modes.
+    ///
+    /// # Errors
+    ///
+    /// The file or its directory cannot be created or opened, is not an SQLite database, or has
+    /// a newer schema.
+    pub fn open_with(target: &SqlTarget, shared: bool) -> Result<Self, StorageError> {
         let (conn, location) = match target {
             SqlTarget::Memory => (Connection::open_in_memory(), ":memory:".to_owned()),
             SqlTarget::File(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
-                        path: dir.to_owned(),
-                        source,
-                    })?;
+                    crate::fs::create_dir_all(dir, shared)?;
                 }
+                // Created here, with its mode, before SQLite opens it: SQLite would create it
+                // with the umask's. An empty file is an empty database.
+                crate::fs::create_new(path, shared)?;
                 let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
                     | OpenFlags::SQLITE_OPEN_CREATE
                     | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -508,6 +521,41 @@ mod tests {
             }
         });
         assert_eq!(a.calls().records()?.len(), 3);
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn modes_are_private_or_group_shared() -> Result<(), StorageError> {
+        use crate::fs::tests::{existing_dir, mode};
+        let tmp = tempfile::tempdir().map_err(|source| StorageError::Io {
+            path: "tmp".into(),
+            source,
+        })?;
+        for (shared, dir_mode, file_mode) in [(false, 0o700, 0o600), (true, 0o2770, 0o660)] {
+            let parent = tmp.path().join(format!("home-{shared}"));
+            existing_dir(&parent);
+            let path = parent.join("a").join("b").join("cache.db");
+            let db = SqlDatabase::open_with(&SqlTarget::File(path.clone()), shared)?;
+            db.calls().save(record(1, 1, 1))?;
+            db.values().save(&d(1), b"x")?;
+            assert_eq!(mode(&parent), 0o755, "an existing directory keeps its mode");
+            assert_eq!(mode(&parent.join("a")), dir_mode);
+            assert_eq!(mode(&parent.join("a").join("b")), dir_mode);
+            let wal = path.with_extension("db-wal");
+            let shm = path.with_extension("db-shm");
+            for file in [&path, &wal, &shm] {
+                assert_eq!(mode(file), file_mode, "{}", file.display());
+            }
+            // Reopened the other way, nothing changes.
+            drop(db);
+            SqlDatabase::open_with(&SqlTarget::File(path.clone()), !shared)?;
+            assert_eq!(mode(&path), file_mode);
+        }
+        // `open` is private.
+        let path = tmp.path().join("plain.db");
+        SqlDatabase::open(&SqlTarget::File(path.clone()))?;
+        assert_eq!(mode(&path), 0o600);
         Ok(())
     }
 

@@ -151,7 +151,7 @@ impl Cache {
     ///
     /// # fn main() -> Result<(), fleche::Error> {
     /// let dir = tempfile::tempdir().unwrap();
-    /// let first = fleche::Cache::msgpack(dir.path(), FileOptions::new().compress(3))?;
+    /// let first = fleche::Cache::msgpack(dir.path(), FileOptions::new().durable(true))?;
     /// fleche::with_cache(&first, || cube(3));
     /// // Another handle, as another process would open it, sees the stored call.
     /// let second = fleche::Cache::msgpack(dir.path(), FileOptions::new())?;

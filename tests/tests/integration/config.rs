@@ -230,15 +230,16 @@ fn f08_bad_configs_name_the_file_and_the_key() {
             "`x.calls.tpye`: unknown key",
         ),
         (
-            "[x]\ntemplate = \"hdf5\"\nroot = \"h\"\nprefix_length = 99",
-            "`x.prefix_length`: expected an integer from 1 to 64, found 99",
-        ),
-        (
             "[x]\ntemplate = \"msgpack\"\nroot = \"r\"\nlock_timeout = -1",
             "`x.lock_timeout`: expected a number of seconds, not negative, found -1",
         ),
         ("[x]\nvalues.type = \"memory\"", "`x.calls`: missing"),
     ];
+    #[cfg(feature = "hdf5")]
+    cases.push((
+        "[x]\ntemplate = \"hdf5\"\nroot = \"h\"\nprefix_length = 99",
+        "`x.prefix_length`: expected an integer from 1 to 64, found 99",
+    ));
     #[cfg(feature = "hdf5")]
     cases.push((
         "[x]\nvalues.type = \"hdf5\"\ncalls.type = \"memory\"",
@@ -520,6 +521,7 @@ fn default_metadata_is_honoured() {
 }
 
 #[test]
+#[cfg(feature = "sqlite")]
 fn a_bare_sqlite_path_resolves_against_its_file() {
     let w = World::new();
     w.write(
@@ -549,6 +551,7 @@ fn caches_open_on_first_use() {
 }
 
 #[test]
+#[cfg(feature = "sqlite")]
 fn a_signing_key_for_a_storage_that_cannot_sign_warns() {
     let mut w = World::new();
     w.write(

@@ -92,11 +92,14 @@ fn s06_h5py_reads_a_stored_vec_f64() {
 fn s06_prefixes_share_files_and_corrupt_files_are_misses() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cache = Cache::hdf5(dir.path(), 1).unwrap_or_else(|e| panic!("{e}"));
-    with_cache(&cache, || {
-        for n in 0..40 {
-            wave(n);
-        }
+    let ((), stored) = capture_warnings(|| {
+        with_cache(&cache, || {
+            for n in 0..40 {
+                wave(n);
+            }
+        })
     });
+    assert!(stored.is_empty(), "every call is stored: {stored}");
     let files = std::fs::read_dir(dir.path().join("calls"))
         .map(|d| {
             d.filter_map(Result::ok)

@@ -1,0 +1,220 @@
+//! Directories and files with the modes a cache promises, shared by every file-based backend.
+//!
+//! On Unix a *private* cache (the default) creates directories `0700` and files `0600`; a
+//! *shared* one creates directories `2770` (setgid, so what is created inside inherits the
+//! directory's group) and files `0660`, for a team's group. Because the umask would strip the
+//! group bits, the exact mode is set on every directory and file this code creates itself — and
+//! never on one it did not create, such as an existing root or one of its parents. Elsewhere the
+//! modes do not apply.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use crate::StorageError;
+
+/// An I/O error on `path`.
+pub(crate) fn io_error(path: &Path, source: io::Error) -> StorageError {
+    StorageError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The mode of a directory this code creates.
+#[cfg(unix)]
+const fn dir_mode(shared: bool) -> u32 {
+    if shared { 0o2770 } else { 0o700 }
+}
+
+/// The mode of a file this code creates.
+#[cfg(unix)]
+const fn file_mode(shared: bool) -> u32 {
+    if shared { 0o660 } else { 0o600 }
+}
+
+/// Creates `dir` and its missing parents, one level at a time, and gives each level it created
+/// the directory mode. Levels that already exist keep their mode.
+pub(crate) fn create_dir_all(dir: &Path, shared: bool) -> Result<(), StorageError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut level = Some(dir);
+    while let Some(p) = level {
+        if p.as_os_str().is_empty() || p.is_dir() {
+            break;
+        }
+        missing.push(p);
+        level = p.parent();
+    }
+    for p in missing.into_iter().rev() {
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, dir_mode(shared));
+        match builder.create(p) {
+            Ok(()) => set_dir_mode(p, shared)?,
+            // Another process created it meanwhile: not ours to change.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => {}
+            Err(e) => return Err(io_error(p, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Sets the directory mode on `dir`, which this code has just created.
+#[cfg(unix)]
+fn set_dir_mode(dir: &Path, shared: bool) -> Result<(), StorageError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(dir_mode(shared)))
+        .map_err(|e| io_error(dir, e))
+}
+
+#[cfg(not(unix))]
+fn set_dir_mode(_dir: &Path, _shared: bool) -> Result<(), StorageError> {
+    Ok(())
+}
+
+/// Sets the file mode on `file` (open at `path`), which this code has just created, through its
+/// handle.
+#[cfg(all(unix, any(feature = "sqlite", feature = "hdf5")))]
+pub(crate) fn set_file_mode(
+    file: &fs::File,
+    path: &Path,
+    shared: bool,
+) -> Result<(), StorageError> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(file_mode(shared)))
+        .map_err(|e| io_error(path, e))
+}
+
+#[cfg(all(not(unix), any(feature = "sqlite", feature = "hdf5")))]
+pub(crate) fn set_file_mode(
+    _file: &fs::File,
+    _path: &Path,
+    _shared: bool,
+) -> Result<(), StorageError> {
+    Ok(())
+}
+
+/// Creates the file `path` with the file mode, unless it exists: then `None`, and the existing
+/// file is left as it is.
+#[cfg(any(feature = "sqlite", feature = "hdf5"))]
+pub(crate) fn create_new(path: &Path, shared: bool) -> Result<Option<fs::File>, StorageError> {
+    let mut create = fs::OpenOptions::new();
+    create.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, file_mode(shared));
+    match create.open(path) {
+        Ok(file) => {
+            set_file_mode(&file, path, shared)?;
+            Ok(Some(file))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+/// Opens `path` for reading and writing, creating it with the file mode if it is missing. An
+/// existing file keeps its mode and contents.
+#[cfg(feature = "hdf5")]
+pub(crate) fn open_or_create(path: &Path, shared: bool) -> Result<fs::File, StorageError> {
+    loop {
+        if let Some(file) = create_new(path, shared)? {
+            return Ok(file);
+        }
+        match fs::OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => return Ok(file),
+            // Removed between the two opens: create it after all.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(path, e)),
+        }
+    }
+}
+
+/// A temporary file in `dir` (named `.tmp-…`, created `0600` by `tempfile`), given the file mode
+/// when the cache is shared.
+pub(crate) fn temp_file_in(dir: &Path, shared: bool) -> Result<tempfile::NamedTempFile, io::Error> {
+    let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    #[cfg(unix)]
+    if shared {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(file_mode(shared)))?;
+    }
+    Ok(tmp)
+}
+
+#[cfg(test)]
+#[cfg(unix)]
+pub(crate) mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The permission bits of `path` (setgid included).
+    pub(crate) fn mode(path: &Path) -> u32 {
+        fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// A directory with the mode `0755`, as a user's own directory would be.
+    pub(crate) fn existing_dir(path: &Path) {
+        fs::create_dir_all(path).unwrap_or_else(|e| panic!("{e}"));
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn only_created_levels_get_the_mode() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let parent = tmp.path().join("home");
+        existing_dir(&parent);
+        for (shared, expected) in [(false, 0o700), (true, 0o2770)] {
+            let top = parent.join(format!("a-{shared}"));
+            let leaf = top.join("b").join("c");
+            create_dir_all(&leaf, shared)?;
+            assert_eq!(mode(&parent), 0o755, "an existing parent is untouched");
+            for dir in [&top, &top.join("b"), &leaf] {
+                assert_eq!(mode(dir), expected, "{}", dir.display());
+            }
+            // Again: everything exists, nothing changes.
+            fs::set_permissions(&top, fs::Permissions::from_mode(0o750))
+                .map_err(|e| io_error(&top, e))?;
+            create_dir_all(&leaf, !shared)?;
+            assert_eq!(mode(&top), 0o750);
+            assert_eq!(mode(&leaf), expected);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn temporary_files_get_the_mode() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let t = temp_file_in(tmp.path(), false).map_err(|e| io_error(tmp.path(), e))?;
+        assert_eq!(mode(t.path()), 0o600);
+        let t = temp_file_in(tmp.path(), true).map_err(|e| io_error(tmp.path(), e))?;
+        assert_eq!(mode(t.path()), 0o660);
+        Ok(())
+    }
+
+    #[cfg(feature = "hdf5")]
+    #[test]
+    fn files_are_created_with_the_mode_and_existing_ones_kept() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let (private, shared) = (tmp.path().join("private"), tmp.path().join("shared"));
+        open_or_create(&private, false)?;
+        open_or_create(&shared, true)?;
+        assert_eq!(mode(&private), 0o600);
+        assert_eq!(mode(&shared), 0o660);
+        let foreign = tmp.path().join("foreign");
+        fs::write(&foreign, b"x").map_err(|e| io_error(&foreign, e))?;
+        fs::set_permissions(&foreign, fs::Permissions::from_mode(0o644))
+            .map_err(|e| io_error(&foreign, e))?;
+        open_or_create(&foreign, true)?;
+        assert_eq!(mode(&foreign), 0o644, "an existing file keeps its mode");
+        assert_eq!(fs::read(&foreign).ok().as_deref(), Some(&b"x"[..]));
+        Ok(())
+    }
+}
