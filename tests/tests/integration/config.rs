@@ -235,6 +235,11 @@ fn f08_bad_configs_name_the_file_and_the_key() {
         ),
         ("[x]\nvalues.type = \"memory\"", "`x.calls`: missing"),
     ];
+    #[cfg(not(feature = "zstd"))]
+    cases.push((
+        "[x]\ntemplate = \"msgpack\"\nroot = \"r\"\ncompress = true",
+        "`x.compress`: compression needs fleche built with the `zstd` feature",
+    ));
     #[cfg(feature = "hdf5")]
     cases.push((
         "[x]\ntemplate = \"hdf5\"\nroot = \"h\"\nprefix_length = 99",
@@ -276,7 +281,6 @@ fn f08_bad_configs_name_the_file_and_the_key() {
     }
 }
 
-#[cfg(all(feature = "sqlite", feature = "hdf5"))]
 #[test]
 fn reserved_names_cannot_be_redefined() {
     let w = World::new();
@@ -293,6 +297,7 @@ fn reserved_names_cannot_be_redefined() {
     );
 }
 
+#[cfg(all(feature = "sqlite", feature = "hdf5", feature = "zstd"))]
 #[test]
 fn f09_shapes() {
     let w = World::new();
