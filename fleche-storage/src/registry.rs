@@ -3,7 +3,7 @@
 //!
 //! Each backend module knows its own `type` name and aliases, the keys its tables take (with their
 //! defaults and ranges), and its on-disk layout; it implements [`Backend`] to turn a checked table
-//! into a [`StorageSpec`](crate::backend::StorageSpec), which opens the storages when the cache is
+//! into a [`StorageSpec`], which opens the storages when the cache is
 //! first used. Adding a backend means writing its module and adding one line to [`BACKENDS`].
 //!
 //! A backend that was compiled out (a cargo feature switched off) stays in the registry, so a

@@ -222,8 +222,9 @@ impl Cache {
             cache: root.display().to_string(),
             source,
         };
-        let values = Hdf5Values::open(root.join("values"), prefix_length).map_err(storage)?;
-        let calls = Hdf5Calls::open(root.join("calls"), prefix_length).map_err(storage)?;
+        let values =
+            Hdf5Values::open(root.join(file::VALUES_DIR), prefix_length).map_err(storage)?;
+        let calls = Hdf5Calls::open(root.join(file::CALLS_DIR), prefix_length).map_err(storage)?;
         Ok(Self::from_storages("hdf5", values, calls))
     }
 
