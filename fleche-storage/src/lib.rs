@@ -36,6 +36,7 @@ mod error;
 pub mod file;
 mod fs;
 pub mod hdf5;
+pub mod integrity;
 pub mod memory;
 mod record;
 pub mod registry;

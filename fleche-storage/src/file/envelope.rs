@@ -39,6 +39,11 @@ impl fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
+    /// The key's bytes, for MACs.
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The key derived from `secret` with blake3's key derivation under the context
     /// `"fleche entry signing v1"`.
     #[must_use]
