@@ -276,6 +276,22 @@ impl<'a> Settings<'a> {
         }
     }
 
+    /// A size in bytes: a positive integer, or a string with a unit (`"512 MiB"`, `"2GB"`; the
+    /// units are B, KB, MB, GB, TB and KiB, MiB, GiB, TiB).
+    #[must_use]
+    pub fn bytes(&self, k: &str) -> Option<u64> {
+        let v = self.table.get(k)?;
+        let parsed = match v {
+            toml::Value::Integer(n) => u64::try_from(*n).ok().filter(|n| *n > 0),
+            toml::Value::String(text) => parse_size(text),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.wrong(k, "a positive size in bytes, as 1048576 or \"512 MiB\"", v);
+        }
+        parsed
+    }
+
     /// A duration in seconds (an integer or a float, not negative).
     #[must_use]
     pub fn seconds(&self, k: &str) -> Option<Duration> {
@@ -324,6 +340,29 @@ impl<'a> Settings<'a> {
     pub fn env_secret_keys(&self) -> Option<&str> {
         self.secret_keys.as_deref()
     }
+}
+
+/// `"512 MiB"` as bytes; `None` for anything else, zero included.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|n| *n > 0)
 }
 
 /// `a string`, `an integer 7`, ... for messages.

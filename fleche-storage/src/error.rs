@@ -71,6 +71,20 @@ pub enum StorageError {
         /// What is wrong with the settings.
         reason: String,
     },
+    /// A result larger than the storage's `max_entry_size`: not stored.
+    #[error(
+        "{location}: entry {digest} is {size} bytes, more than max_entry_size ({max}); not stored"
+    )]
+    TooLarge {
+        /// The storage.
+        location: String,
+        /// The entry's digest or key.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// Another process held a lock longer than the configured `lock_timeout`.
     #[error("{}: another process held the lock for longer than {waited:?} (`lock_timeout`)", path.display())]
     LockTimeout {

@@ -51,10 +51,19 @@ mod tests {
     fn the_address_is_part_of_the_checksum() {
         let a = Digest::from_bytes([1; 32]);
         let b = Digest::from_bytes([2; 32]);
-        assert_ne!(checksum(b"h", &a, b"payload"), checksum(b"h", &b, b"payload"));
-        assert_ne!(checksum(b"h", &a, b"payload"), checksum(b"h", &a, b"payloae"));
+        assert_ne!(
+            checksum(b"h", &a, b"payload"),
+            checksum(b"h", &b, b"payload")
+        );
+        assert_ne!(
+            checksum(b"h", &a, b"payload"),
+            checksum(b"h", &a, b"payloae")
+        );
         assert_ne!(checksum(b"h", &a, b"p"), checksum(b"i", &a, b"p"));
-        assert_eq!(checksum(b"h", &a, b"payload"), checksum(b"h", &a, b"payload"));
+        assert_eq!(
+            checksum(b"h", &a, b"payload"),
+            checksum(b"h", &a, b"payload")
+        );
         let k = [7u8; 32];
         assert_ne!(mac(&k, b"h", &a, b"p"), mac(&k, b"h", &b, b"p"));
         assert!(same_tag(&mac(&k, b"h", &a, b"p"), &mac(&k, b"h", &a, b"p")));

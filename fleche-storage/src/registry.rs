@@ -153,6 +153,24 @@ mod tests {
     }
 
     #[test]
+    fn sizes_take_units() {
+        assert!(
+            errors("type = \"msgpack\"\nroot = \"r\"\nmax_entry_size = 0")[0]
+                .contains("`c.values.max_entry_size`: expected a positive size")
+        );
+        assert!(
+            errors("type = \"msgpack\"\nroot = \"r\"\nmax_entry_size = \"3 parsecs\"")[0]
+                .contains("expected a positive size")
+        );
+        let table: toml::Table =
+            toml::from_str("type = \"msgpack\"\nroot = \"r\"\nmax_entry_size = \"512 MiB\"")
+                .unwrap_or_default();
+        let s = Settings::new(&table, "c.values", Path::new("/p"), None);
+        assert_eq!(s.bytes("max_entry_size"), Some(512 << 20));
+        assert!(parse(&s).is_some() && !s.failed());
+    }
+
+    #[test]
     fn unknown_and_missing_types() {
         assert!(errors("type = \"redis\"")[0].contains("unknown storage type `redis`"));
         assert!(errors("root = \"x\"")[0].contains("missing: give the storage `type`"));

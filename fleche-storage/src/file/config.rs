@@ -8,6 +8,7 @@
 //! | `durable` | `false` | fsync every entry and its directory before a save returns |
 //! | `lock_timeout` | none | seconds (not negative); file storages take no locks, so nothing waits |
 //! | `shared` | `false` | group-shared modes (2770 directories, 0660 files) instead of 0700/0600 |
+//! | `max_entry_size` | `"1 GiB"` | the largest entry written or read back (bytes, or a string with a unit) |
 //!
 //! In a template (`template = "msgpack"`), `root` holds the whole cache: values in
 //! `root/values`, calls in `root/calls`.
@@ -24,13 +25,14 @@ pub const VALUES_DIR: &str = "values";
 /// The directory of a cache's call records under a template's `root`.
 pub const CALLS_DIR: &str = "calls";
 
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 7] = [
     "root",
     "compress",
     "secret_key",
     "durable",
     "lock_timeout",
     "shared",
+    "max_entry_size",
 ];
 
 /// The `msgpack` backend's configuration.
@@ -78,6 +80,9 @@ impl Backend for FileBackend {
             .durable(s.bool("durable").unwrap_or(false))
             .shared(s.bool("shared").unwrap_or(false));
         let _ = s.seconds("lock_timeout");
+        if let Some(max) = s.bytes("max_entry_size") {
+            options = options.max_entry_size(max);
+        }
         let keys = signing_keys(s);
         if s.failed() {
             return None;

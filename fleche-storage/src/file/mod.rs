@@ -46,6 +46,10 @@ pub struct FileOptions {
     /// Share the cache with the group: directories the store creates are `2770` and files
     /// `0660`, instead of `0700` and `0600` (Unix only).
     pub shared: bool,
+    /// The largest payload, in bytes, that is stored or read back (decompressed); `None` means
+    /// [`DEFAULT_MAX_ENTRY_SIZE`](crate::integrity::DEFAULT_MAX_ENTRY_SIZE). A larger entry
+    /// on disk is corrupt; a larger result is not stored.
+    pub max_entry_size: Option<u64>,
 }
 
 impl FileOptions {
@@ -53,6 +57,18 @@ impl FileOptions {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Stores and reads back no payload larger than `bytes`.
+    #[must_use]
+    pub fn max_entry_size(mut self, bytes: u64) -> Self {
+        self.max_entry_size = Some(bytes);
+        self
+    }
+
+    fn limit(&self) -> u64 {
+        self.max_entry_size
+            .unwrap_or(crate::integrity::DEFAULT_MAX_ENTRY_SIZE)
     }
 
     /// Compress new entries with zstd at `level`.
@@ -85,11 +101,18 @@ impl FileOptions {
     }
 }
 
+/// A file at an entry's path that is not an entry at all.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NotAnEntry(&'static str);
+
 /// A directory of enveloped entries named by digest: what both file storages are built on.
 #[derive(Debug, Clone)]
 struct EntryDir {
     root: PathBuf,
     options: FileOptions,
+    /// Whether an entry of an older format has been reported (once per store).
+    old_format_seen: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EntryDir {
@@ -104,6 +127,7 @@ impl EntryDir {
         Ok(Self {
             root: root.to_owned(),
             options,
+            old_format_seen: Default::default(),
         })
     }
 
@@ -130,30 +154,94 @@ impl EntryDir {
         )
     }
 
-    /// The payload stored under `digest`.
+    /// The payload stored under `digest`. An entry of an older format is a miss (reported once
+    /// per store), which the next store of that digest rewrites.
     fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(bytes) = self.read_file(digest)? else {
+            return Ok(None);
+        };
+        match envelope::open_owned(bytes, digest, &self.options.keys, self.options.limit()) {
+            Ok(payload) => Ok(Some(payload)),
+            Err(EnvelopeError::OldFormat(version)) => {
+                use std::sync::atomic::Ordering;
+                if !self.old_format_seen.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(location = %self.location(), version,
+                        "entries of an older format are misses here and are rewritten when next stored");
+                }
+                Ok(None)
+            }
+            Err(e) => Err(self.corrupt(digest, e)),
+        }
+    }
+
+    /// The bytes of the file of `digest`, read safely: without following a symbolic link,
+    /// without blocking on a FIFO or device, only from a regular file, and only when its length
+    /// is within `max_entry_size` (plus the envelope's header).
+    fn read_file(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        use std::io::Read;
         let path = self.path(digest);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let mut open = fs::OpenOptions::new();
+        open.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut open,
+            libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        );
+        let file = match open.open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            #[cfg(unix)]
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(self.corrupt(digest, NotAnEntry("a symbolic link")));
+            }
             Err(e) => return Err(io_error(&path, e)),
         };
-        envelope::open(&bytes, &self.options.keys)
-            .map(Some)
-            .map_err(|e: EnvelopeError| self.corrupt(digest, e))
+        let meta = file.metadata().map_err(|e| io_error(&path, e))?;
+        if !meta.is_file() {
+            return Err(self.corrupt(digest, NotAnEntry("not a regular file")));
+        }
+        let max = self.options.limit().saturating_add(envelope::HEADER as u64);
+        if meta.len() > max {
+            return Err(self.corrupt(
+                digest,
+                EnvelopeError::TooLarge {
+                    size: meta.len(),
+                    max,
+                },
+            ));
+        }
+        let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+        let mut bytes = Vec::with_capacity(len);
+        // One byte more than the length seen, so a file that grew is noticed, not read on.
+        file.take(meta.len().saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error(&path, e))?;
+        Ok(Some(bytes))
     }
 
     /// Writes `payload` under `digest` atomically: temporary file, then rename.
     fn write(&self, digest: &Digest, payload: &[u8]) -> Result<(), StorageError> {
         let path = self.path(digest);
         let dir = path.parent().unwrap_or(&self.root);
-        let (header, stored) =
-            envelope::seal_parts(payload, self.options.compress, self.options.keys.first())
-                .map_err(|source| StorageError::Seal {
-                    location: self.location(),
-                    digest: *digest,
-                    source,
-                })?;
+        if payload.len() as u64 > self.options.limit() {
+            return Err(StorageError::TooLarge {
+                location: self.location(),
+                digest: *digest,
+                size: payload.len() as u64,
+                max: self.options.limit(),
+            });
+        }
+        let (header, stored) = envelope::seal_parts(
+            payload,
+            digest,
+            self.options.compress,
+            self.options.keys.first(),
+        )
+        .map_err(|source| StorageError::Seal {
+            location: self.location(),
+            digest: *digest,
+            source,
+        })?;
         let shared = self.options.shared;
         let temp = || crate::fs::temp_file_in(dir, shared);
         // The fan-out directory usually exists: create it only when the first try says so.
@@ -462,10 +550,9 @@ mod tests {
         header[5] = 0b01;
         header[8..16].copy_from_slice(&(stored.len() as u64).to_le_bytes());
         header[16..24].copy_from_slice(&64u64.to_le_bytes());
-        let mut tag = blake3::Hasher::new();
-        tag.update(&header[..24]);
-        tag.update(stored);
-        header[24..].copy_from_slice(tag.finalize().as_bytes());
+        header[24..56].copy_from_slice(d(2).as_bytes());
+        let sum = crate::integrity::checksum(&header[..24], &d(2), stored);
+        header[56..72].copy_from_slice(&sum.to_le_bytes());
         let path = v.path_of(&d(2));
         fs::write(&path, [&header[..], &stored[..]].concat()).map_err(|e| io_error(&path, e))?;
         let loaded = v.load(&d(2));
@@ -622,6 +709,113 @@ mod tests {
                 dir_mode
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn an_entry_copied_to_another_address_is_corrupt() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let v = FileValues::open(tmp.path(), FileOptions::new())?;
+        v.save(&d(1), b"the value of 1")?;
+        v.save(&d(2), b"the value of 2")?;
+        fs::copy(v.path_of(&d(1)), v.path_of(&d(2))).map_err(|e| io_error(tmp.path(), e))?;
+        let loaded = v.load(&d(2));
+        let message = loaded
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            matches!(loaded, Err(StorageError::Corrupt { .. })) && message.contains("the entry of"),
+            "{message}"
+        );
+        // The next store repairs it.
+        v.save(&d(2), b"the value of 2")?;
+        assert_eq!(v.load(&d(2))?.as_deref(), Some(&b"the value of 2"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn old_format_entries_are_misses_that_the_next_store_rewrites() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let v = FileValues::open(tmp.path(), FileOptions::new())?;
+        let path = v.path_of(&d(3));
+        // Version 1: 56-byte header, blake3 tag, no address.
+        let payload = b"old";
+        let mut header = [0u8; 56];
+        header[..4].copy_from_slice(&envelope::MAGIC);
+        header[4] = 1;
+        header[8..16].copy_from_slice(&3u64.to_le_bytes());
+        header[16..24].copy_from_slice(&3u64.to_le_bytes());
+        let mut tag = blake3::Hasher::new();
+        tag.update(&header[..24]);
+        tag.update(payload);
+        header[24..].copy_from_slice(tag.finalize().as_bytes());
+        fs::write(&path, [&header[..], &payload[..]].concat()).map_err(|e| io_error(&path, e))?;
+        assert_eq!(v.load(&d(3))?, None, "a miss, not an error");
+        v.save(&d(3), b"new")?;
+        assert_eq!(v.load(&d(3))?.as_deref(), Some(&b"new"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn oversized_entries_are_neither_read_nor_written() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let v = FileValues::open(tmp.path(), FileOptions::new().max_entry_size(1000))?;
+        let saved = v.save(&d(4), &[0u8; 1001]);
+        assert!(
+            matches!(saved, Err(StorageError::TooLarge { .. })),
+            "{saved:?}"
+        );
+        v.save(&d(5), &[0u8; 1000])?;
+        // A large file planted at an entry path is refused by its length, before reading.
+        let path = v.path_of(&d(6));
+        fs::write(&path, vec![0u8; 2000]).map_err(|e| io_error(&path, e))?;
+        let loaded = v.load(&d(6));
+        assert!(
+            loaded
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.to_string().contains("more than max_entry_size")),
+            "{loaded:?}"
+        );
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifos_links_and_directories_at_entry_paths_are_corrupt_not_hangs() -> Result<(), StorageError>
+    {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let v = FileValues::open(tmp.path(), FileOptions::new())?;
+        let fifo = v.path_of(&d(7));
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let link = v.path_of(&d(8));
+        std::os::unix::fs::symlink("/dev/zero", &link).map_err(|e| io_error(&link, e))?;
+        let dir = v.path_of(&d(9));
+        fs::create_dir(&dir).map_err(|e| io_error(&dir, e))?;
+        for (digest, why) in [
+            (d(7), "not a regular file"),
+            (d(8), "a symbolic link"),
+            (d(9), "not a regular file"),
+        ] {
+            let loaded = v.load(&digest);
+            let message = loaded
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                matches!(loaded, Err(StorageError::Corrupt { .. })) && message.contains(why),
+                "{digest}: {message}"
+            );
+        }
+        // A store replaces the FIFO and the link with real entries.
+        v.save(&d(7), b"seven")?;
+        v.save(&d(8), b"eight")?;
+        assert_eq!(v.load(&d(7))?.as_deref(), Some(&b"seven"[..]));
+        assert_eq!(v.load(&d(8))?.as_deref(), Some(&b"eight"[..]));
         Ok(())
     }
 }
