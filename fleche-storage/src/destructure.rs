@@ -25,8 +25,51 @@ pub const SPLIT_EXT: i8 = 0x47;
 /// Loads a stored entry by digest: what [`join`] reads parts with.
 pub type Loader<'a> = dyn FnMut(&Digest) -> Result<Option<Vec<u8>>, StorageError> + 'a;
 
-/// How deep references may nest before an entry is considered corrupt.
-const MAX_NESTING: usize = 512;
+/// How deep MessagePack may nest inside one entry.
+const MAX_NESTING: usize = crate::codec::MAX_DECODE_DEPTH;
+
+/// What reassembling one value may cost: references are followed at most `depth` deep and
+/// `loads` times in all, and the parts loaded add up to at most `bytes`. A handful of small
+/// parts that reference each other repeatedly would otherwise expand exponentially.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Budget {
+    /// Total bytes of the parts loaded (the reassembled value is about as large).
+    pub bytes: u64,
+    /// Part loads.
+    pub loads: usize,
+    /// Nesting of references.
+    pub depth: usize,
+}
+
+impl Default for Budget {
+    /// `max_entry_size`'s default, 100 000 loads, 32 levels.
+    fn default() -> Self {
+        Self {
+            bytes: crate::integrity::DEFAULT_MAX_ENTRY_SIZE,
+            loads: 100_000,
+            depth: 32,
+        }
+    }
+}
+
+impl Budget {
+    /// The default budget with at most `bytes` reassembled.
+    #[must_use]
+    pub fn with_bytes(bytes: u64) -> Self {
+        Self {
+            bytes,
+            ..Self::default()
+        }
+    }
+}
+
+/// What is left of a budget while reassembling.
+struct Spent {
+    budget: Budget,
+    bytes: u64,
+    loads: usize,
+}
 
 /// The result of splitting one value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,17 +178,36 @@ fn corrupt(digest: &Digest, reason: impl Into<String>) -> StorageError {
     StorageError::corrupt("destructured value", digest, reason)
 }
 
-/// Reassembles a split entry, loading the entries it references with `load`. Plain bytes come
-/// back unchanged.
+/// Reassembles a split entry, loading the entries it references with `load`, within the
+/// default [`Budget`]. Plain bytes come back unchanged.
 ///
 /// # Errors
 ///
-/// A referenced entry that is missing or unreadable, or references nested too deep.
+/// A referenced entry that is missing or unreadable, or a value past its budget.
 pub fn join(digest: &Digest, bytes: &[u8], load: &mut Loader<'_>) -> Result<Vec<u8>, StorageError> {
+    join_within(digest, bytes, load, Budget::default())
+}
+
+/// [`join`] within `budget`.
+///
+/// # Errors
+///
+/// A referenced entry that is missing or unreadable, or a value past its budget.
+pub fn join_within(
+    digest: &Digest,
+    bytes: &[u8],
+    load: &mut Loader<'_>,
+    budget: Budget,
+) -> Result<Vec<u8>, StorageError> {
     if !is_split(bytes) {
         return Ok(bytes.to_vec());
     }
-    let value = resolve_bytes(digest, bytes, load, 0)?;
+    let mut spent = Spent {
+        budget,
+        bytes: bytes.len() as u64,
+        loads: 0,
+    };
+    let value = resolve_bytes(digest, bytes, load, 0, &mut spent)?;
     Ok(encode(&value))
 }
 
@@ -159,37 +221,67 @@ fn resolve_bytes(
     bytes: &[u8],
     load: &mut Loader<'_>,
     nesting: usize,
+    spent: &mut Spent,
 ) -> Result<Mp, StorageError> {
-    if nesting > MAX_NESTING {
-        return Err(corrupt(digest, "references nest too deep"));
+    if nesting > spent.budget.depth {
+        return Err(corrupt(
+            digest,
+            format!("references nest more than {} deep", spent.budget.depth),
+        ));
     }
     let value = match parse(digest, bytes)? {
         Mp::Ext(SPLIT_EXT, inner) => parse(digest, &inner)?,
         plain => return Ok(plain),
     };
-    resolve(digest, value, load, nesting)
+    resolve(digest, value, load, nesting, spent)
 }
 
-fn resolve(at: &Digest, v: Mp, load: &mut Loader<'_>, nesting: usize) -> Result<Mp, StorageError> {
+fn resolve(
+    at: &Digest,
+    v: Mp,
+    load: &mut Loader<'_>,
+    nesting: usize,
+    spent: &mut Spent,
+) -> Result<Mp, StorageError> {
     Ok(match v {
         Mp::Ext(REF_EXT, raw) => {
             let child = <[u8; 32]>::try_from(raw.as_slice())
                 .map(Digest::from_bytes)
                 .map_err(|_| corrupt(at, "a reference is not 32 bytes"))?;
+            spent.loads += 1;
+            if spent.loads > spent.budget.loads {
+                return Err(corrupt(
+                    at,
+                    format!(
+                        "reassembly needs more than {} part loads",
+                        spent.budget.loads
+                    ),
+                ));
+            }
             let bytes = load(&child)?
                 .ok_or_else(|| corrupt(at, format!("referenced entry {child} is missing")))?;
-            resolve_bytes(&child, &bytes, load, nesting + 1)?
+            spent.bytes = spent.bytes.saturating_add(bytes.len() as u64);
+            if spent.bytes > spent.budget.bytes {
+                return Err(corrupt(
+                    at,
+                    format!(
+                        "reassembles to more than {} bytes (max_entry_size)",
+                        spent.budget.bytes
+                    ),
+                ));
+            }
+            resolve_bytes(&child, &bytes, load, nesting + 1, spent)?
         }
         Mp::Array(items) => Mp::Array(
             items
                 .into_iter()
-                .map(|e| resolve(at, e, load, nesting))
+                .map(|e| resolve(at, e, load, nesting, spent))
                 .collect::<Result<_, _>>()?,
         ),
         Mp::Map(entries) => Mp::Map(
             entries
                 .into_iter()
-                .map(|(k, e)| Ok((k, resolve(at, e, load, nesting)?)))
+                .map(|(k, e)| Ok((k, resolve(at, e, load, nesting, spent)?)))
                 .collect::<Result<_, StorageError>>()?,
         ),
         other => other,
@@ -298,5 +390,72 @@ mod tests {
         assert!(split(&[0x92], 0).is_err(), "a truncated array");
         // A plain value passes through untouched.
         assert_eq!(join(&at, &bytes, &mut |_| Ok(None)).ok(), Some(bytes));
+    }
+
+    /// Parts that reference each other `fan` times per level, `levels` deep: tiny on disk,
+    /// `fan^levels` loads to reassemble.
+    fn bomb(fan: usize, levels: usize) -> (Digest, HashMap<Digest, Vec<u8>>) {
+        let mut store = HashMap::new();
+        let leaf = rmp_serde::to_vec(&vec![1u8; 8]).unwrap_or_default();
+        let mut below = digest(&leaf);
+        store.insert(below, leaf);
+        for _ in 0..levels {
+            let refs = Mp::Array(
+                (0..fan)
+                    .map(|_| Mp::Ext(REF_EXT, below.as_bytes().to_vec()))
+                    .collect(),
+            );
+            let part = wrap(&refs);
+            below = digest(&part);
+            store.insert(below, part);
+        }
+        (below, store)
+    }
+
+    #[test]
+    fn reassembly_is_bounded() {
+        // 8^7 = 2 097 152 loads: refused after 100 000.
+        let (top, store) = bomb(8, 7);
+        assert!(
+            store.values().map(Vec::len).sum::<usize>() < 4096,
+            "small on disk"
+        );
+        let err = read(&top, &store)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("more than 100000 part loads"), "{err}");
+        // Within the load budget but over a byte budget.
+        let (top, store) = bomb(4, 5);
+        let root = store.get(&top).cloned().unwrap_or_default();
+        let err = join_within(
+            &top,
+            &root,
+            &mut |d| Ok(store.get(d).cloned()),
+            Budget::with_bytes(10_000),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains("reassembles to more than 10000 bytes"),
+            "{err}"
+        );
+        assert!(read(&top, &store).is_ok(), "fine within the default budget");
+        // A chain deeper than 32 references.
+        let (top, store) = bomb(1, 40);
+        let err = read(&top, &store)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("nest more than 32 deep"), "{err}");
+        // A reference loop ends at the depth bound too.
+        let mut looped = HashMap::new();
+        let me = Digest::from_bytes([9; 32]);
+        looped.insert(
+            me,
+            wrap(&Mp::Array(vec![Mp::Ext(REF_EXT, me.as_bytes().to_vec())])),
+        );
+        assert!(read(&me, &looped).is_err());
     }
 }

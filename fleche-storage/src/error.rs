@@ -136,8 +136,10 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// A [`StorageError::Corrupt`] without an underlying error.
-    pub(crate) fn corrupt(
+    /// A [`StorageError::Corrupt`] without an underlying error: what a backend returns for an
+    /// entry that is present but is not the entry of its address.
+    #[must_use]
+    pub fn corrupt(
         location: impl Into<String>,
         digest: &Digest,
         reason: impl Into<String>,

@@ -30,6 +30,7 @@
 //! - `hdf5`: the `hdf5` backend (the pure-Rust `hdf5-pure`).
 
 pub mod backend;
+pub mod codec;
 pub mod destructure;
 mod digest;
 mod error;

@@ -53,7 +53,7 @@ impl CallRecord {
     /// Why the bytes are not the record of `key`: [`RecordError::Undecodable`] for bytes that are
     /// not a call record, [`RecordError::WrongKey`] for the record of another key.
     pub fn decode_for(key: &Digest, bytes: &[u8]) -> Result<Self, RecordError> {
-        let record: Self = rmp_serde::from_slice(bytes)
+        let record: Self = crate::codec::decode(bytes)
             .map_err(|source| RecordError::Undecodable { key: *key, source })?;
         if record.key != *key {
             return Err(RecordError::WrongKey {

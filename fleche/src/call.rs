@@ -182,7 +182,7 @@ impl<T> std::fmt::Debug for Codec<T> {
 pub const fn codec<T: Serialize + DeserializeOwned>() -> Codec<T> {
     Codec {
         encode: |v| rmp_serde::to_vec_named(v).map_err(|e| e.to_string()),
-        decode: |b| rmp_serde::from_slice(b).map_err(|e| e.to_string()),
+        decode: |b| fleche_storage::codec::decode(b).map_err(|e| e.to_string()),
     }
 }
 

@@ -124,6 +124,9 @@ fn open_layer(spec: &CacheSpec, layer: &LayerSpec) -> Result<Cache, Error> {
     if let Some(depth) = layer.remaining_depth {
         cache = cache.remaining_depth(depth)?;
     }
+    if layer.verify_digest {
+        cache = cache.verify_digest()?;
+    }
     if let Some(max) = layer.max_size {
         cache = cache.max_size(max)?;
     }

@@ -19,6 +19,8 @@ pub(crate) struct Layer {
     limit: Option<Arc<Limit>>,
     /// Destructure values at this depth on save (`fleche_storage::destructure`).
     remaining_depth: Option<usize>,
+    /// Recompute every loaded value's blake3 digest (`verify = "digest"`).
+    verify_digest: bool,
     /// Where errors say they happened.
     location: String,
 }
@@ -31,6 +33,7 @@ impl fmt::Debug for Layer {
             .field("read_only", &self.read_only)
             .field("max_size", &self.limit.as_ref().map(|l| l.max))
             .field("remaining_depth", &self.remaining_depth)
+            .field("verify_digest", &self.verify_digest)
             .finish()
     }
 }
@@ -72,6 +75,7 @@ impl Layer {
             read_only: false,
             limit: None,
             remaining_depth: None,
+            verify_digest: false,
             location: location.into(),
         }
     }
@@ -92,6 +96,24 @@ impl Layer {
     pub(crate) fn with_remaining_depth(mut self, depth: usize) -> Self {
         self.remaining_depth = Some(depth);
         self
+    }
+
+    /// The same storages, recomputing the digest of every value loaded.
+    pub(crate) fn with_verify_digest(mut self) -> Self {
+        self.verify_digest = true;
+        self
+    }
+
+    /// With `verify = "digest"`: that `bytes` are the value `digest` names.
+    fn verified(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
+        if self.verify_digest && blake3::hash(bytes).as_bytes() != digest.as_bytes() {
+            return Err(StorageError::corrupt(
+                self.location.clone(),
+                digest,
+                "its bytes do not hash to its digest (verify = \"digest\")",
+            ));
+        }
+        Ok(())
     }
 
     /// Whether saves and evictions are refused.
@@ -128,15 +150,22 @@ impl Layer {
     ) -> Result<Option<T>, StorageError> {
         let mut out = None;
         let mut destructured = None;
+        let mut bad = None;
         self.values.load_with(digest, &mut |bytes| {
             if destructure::is_split(bytes) {
                 destructured = Some(bytes.to_vec());
+            } else if let Err(e) = self.verified(digest, bytes) {
+                bad = Some(e);
             } else {
                 out = Some(visit(bytes));
             }
         })?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
         if let Some(root) = destructured {
             let joined = destructure::join(digest, &root, &mut |d| self.values.load(d))?;
+            self.verified(digest, &joined)?;
             out = Some(visit(&joined));
         }
         Ok(out)
@@ -225,7 +254,9 @@ impl Layer {
         match self.values.load(digest)? {
             None => Ok(None),
             Some(bytes) => {
-                destructure::join(digest, &bytes, &mut |d| self.values.load(d)).map(Some)
+                let joined = destructure::join(digest, &bytes, &mut |d| self.values.load(d))?;
+                self.verified(digest, &joined)?;
+                Ok(Some(joined))
             }
         }
     }

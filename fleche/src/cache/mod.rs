@@ -312,6 +312,18 @@ impl Cache {
         self.derived("remaining_depth", |l| l.with_remaining_depth(depth))
     }
 
+    /// A view of the same storages that recomputes the blake3 digest of every value it loads and
+    /// refuses (as a corrupt entry: a miss with a warning) a value whose bytes do not hash to the
+    /// digest it was stored under: `verify = "digest"` in `fleche.toml`. This proves a value
+    /// against its content address without signing, at the cost of hashing every hit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Composition`] for a stack or a pool (set it on the layers).
+    pub fn verify_digest(&self) -> Result<Cache, Error> {
+        self.derived("verify_digest", Layer::with_verify_digest)
+    }
+
     /// The digests of every stored value (for stacks and pools, of every layer, without
     /// duplicates), destructured parts included.
     ///
@@ -616,7 +628,7 @@ impl Cache {
 
 /// Decodes a stored value.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], value: &Digest) -> Result<T, Error> {
-    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
+    fleche_storage::codec::decode(bytes).map_err(|e| Error::Decode {
         value: *value,
         type_name: std::any::type_name::<T>(),
         message: e.to_string(),

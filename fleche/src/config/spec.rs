@@ -13,9 +13,9 @@ use toml::Value;
 use super::{ConfigError, Env};
 
 /// The keys of a layer given as `template = "<type>"`, besides the backend's own.
-const TEMPLATE_LAYER_KEYS: [&str; 2] = ["read_only", "max_size"];
+const TEMPLATE_LAYER_KEYS: [&str; 3] = ["read_only", "max_size", "verify"];
 /// The keys of a layer given as `values` and `calls` tables.
-const SPLIT_LAYER_KEYS: [&str; 4] = ["values", "calls", "read_only", "max_size"];
+const SPLIT_LAYER_KEYS: [&str; 5] = ["values", "calls", "read_only", "max_size", "verify"];
 
 /// A checked cache definition: what [`Cache::named`](crate::Cache::named) opens on first use.
 #[derive(Debug)]
@@ -40,6 +40,8 @@ pub(crate) struct LayerSpec {
     pub(crate) read_only: bool,
     pub(crate) max_size: Option<usize>,
     pub(crate) remaining_depth: Option<usize>,
+    /// `verify = "digest"`: recompute every loaded value's digest.
+    pub(crate) verify_digest: bool,
 }
 
 impl fmt::Debug for LayerSpec {
@@ -50,6 +52,7 @@ impl fmt::Debug for LayerSpec {
             .field("read_only", &self.read_only)
             .field("max_size", &self.max_size)
             .field("remaining_depth", &self.remaining_depth)
+            .field("verify_digest", &self.verify_digest)
             .finish()
     }
 }
@@ -247,6 +250,20 @@ impl Ctx<'_> {
             }
         };
         let max_size = self.non_negative(t, "max_size", at);
+        let verify_digest = match t.get("verify") {
+            None => false,
+            Some(Value::String(v)) if v == "digest" => true,
+            Some(Value::String(v)) if v == "checksum" => false,
+            Some(v) => {
+                self.error(
+                    &format!("{at}.verify"),
+                    format!(
+                        "expected \"checksum\" (the default: every entry's checksum or signature) or \"digest\" (also recompute each value's blake3 digest), found {v}"
+                    ),
+                );
+                false
+            }
+        };
         let storages = if t.contains_key("template") {
             for k in ["values", "calls"]
                 .into_iter()
@@ -298,6 +315,7 @@ impl Ctx<'_> {
             read_only,
             max_size,
             remaining_depth,
+            verify_digest,
         })
     }
 

@@ -572,3 +572,27 @@ fn a_signing_key_for_a_storage_that_cannot_sign_warns() {
         "{err}"
     );
 }
+
+#[test]
+fn verify_digest_is_configured_per_layer() {
+    let w = World::new();
+    w.write(
+        "home/fleche.toml",
+        &format!(
+            "[checked]\n{MEMORY}verify = \"digest\"\n[plain]\n{MEMORY}verify = \"checksum\"\n[bad]\n{MEMORY}verify = \"sometimes\"\n"
+        ),
+    );
+    let out = w.probe("home", &["checked", "plain", "bad"]);
+    assert!(
+        line(&out, "checked").contains("verify_digest: true"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "plain").contains("verify_digest: false"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "bad").contains("`bad.verify`: expected \"checksum\""),
+        "{out}"
+    );
+}

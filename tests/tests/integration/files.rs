@@ -180,3 +180,65 @@ fn s02_corrupt_sqlite_rows_are_misses_with_a_warning() {
     assert_eq!(RUNS_E.get() - before, 1);
     assert!(warnings.contains("unreadable"), "{warnings}");
 }
+
+spectrum!(spectrum_v, RUNS_V);
+
+/// Swapped entries are refused by every cache; a value re-sealed by someone who can write the
+/// directory (a valid checksum over other bytes) is refused with `verify = "digest"` or signing.
+#[test]
+fn s01_swapped_and_resealed_values_are_misses() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = open(dir.path(), FileOptions::new());
+    let before = RUNS_V.get();
+    with_cache(&cache, || {
+        spectrum_v(3);
+        spectrum_v(4);
+    });
+    let value_of = |n: u32| {
+        let key = with_cache(&cache, || spectrum_v::digest(n));
+        let record = cache
+            .record(&key)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("record"));
+        let hex = record.result.to_hex();
+        (
+            record.result,
+            dir.path().join("values").join(&hex[..2]).join(hex),
+        )
+    };
+    let (_, three) = value_of(3);
+    let (four_digest, four) = value_of(4);
+    // A copied file is refused: it carries the other address.
+    fs::copy(&three, &four).unwrap_or_else(|e| panic!("{e}"));
+    let (r, warnings) = capture_warnings(|| with_cache(&cache, || spectrum_v(4)));
+    assert_eq!(r.len(), 4, "the right result, recomputed");
+    assert_eq!(RUNS_V.get(), before + 3);
+    assert!(warnings.contains("the entry of"), "{warnings}");
+    // Re-sealed for the right address with other bytes: only a digest check (or a signature)
+    // can tell.
+    let forged = fleche::storage::file::envelope::seal(
+        &rmp_serde_bytes(&vec![9.0f64; 4]),
+        &four_digest,
+        None,
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    fs::write(&four, forged).unwrap_or_else(|e| panic!("{e}"));
+    let verifying = cache.verify_digest().unwrap_or_else(|e| panic!("{e}"));
+    let (r, warnings) = capture_warnings(|| with_cache(&verifying, || spectrum_v(4)));
+    assert_eq!(r, vec![0.0, 1.0, 2f64.sqrt(), 3f64.sqrt()]);
+    assert!(warnings.contains("do not hash to its digest"), "{warnings}");
+    assert_eq!(RUNS_V.get(), before + 4);
+}
+
+/// The MessagePack bytes of four floats, as fleche stores a `Vec<f64>` of four.
+fn rmp_serde_bytes(v: &[f64]) -> Vec<u8> {
+    assert_eq!(v.len(), 4);
+    let mut out = vec![0x94];
+    for x in v {
+        out.push(0xcb);
+        out.extend_from_slice(&x.to_be_bytes());
+    }
+    out
+}
