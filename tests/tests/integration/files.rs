@@ -218,7 +218,7 @@ fn s01_swapped_and_resealed_values_are_misses() {
     // Re-sealed for the right address with other bytes: only a digest check (or a signature)
     // can tell.
     let forged = fleche::storage::file::envelope::seal(
-        &rmp_serde_bytes(&vec![9.0f64; 4]),
+        &rmp_serde_bytes(&[9.0f64; 4]),
         &four_digest,
         None,
         None,
