@@ -422,11 +422,47 @@ impl Pending {
         } else {
             arguments()
         };
+        let stale = (self.call.mode == Mode::Rerun).then(|| Stale {
+            cache: self.call.cache.clone(),
+            key: self.call.key,
+            function: self.call.info.name,
+            armed: true,
+        });
         Sealed {
             pending: self,
             arguments,
             start: SystemTime::now(),
             started: Instant::now(),
+            stale,
+        }
+    }
+}
+
+/// A rerun's stored result, evicted unless the rerun finishes with a new one: a rerun whose body
+/// returns `Err` or panics must not leave the result it was asked to replace.
+#[derive(Debug)]
+struct Stale {
+    cache: Cache,
+    key: Digest,
+    function: &'static str,
+    armed: bool,
+}
+
+impl Stale {
+    /// The rerun produced a result: keep what is stored until it is replaced.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Stale {
+    fn drop(&mut self) {
+        if !self.armed || !self.cache.accepts_writes() {
+            return;
+        }
+        if let Err(e) = self.cache.evict(&self.key) {
+            tracing::warn!(function = self.function, key = %self.key, error = %e,
+                "the rerun failed and its stale result could not be evicted");
         }
     }
 }
@@ -439,6 +475,8 @@ pub struct Sealed {
     arguments: Vec<(&'static str, Value)>,
     start: SystemTime,
     started: Instant,
+    /// For a rerun: the stale result, evicted if the body fails.
+    stale: Option<Stale>,
 }
 
 impl Sealed {
@@ -451,8 +489,12 @@ impl Sealed {
             pending: Pending { call, mut lead },
             arguments,
             start,
+            stale,
             ..
         } = self;
+        if let Some(stale) = stale {
+            stale.disarm();
+        }
         if call.mode == Mode::Uncached || !call.cache.accepts_writes() {
             return value;
         }

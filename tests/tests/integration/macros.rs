@@ -634,3 +634,45 @@ fn k14_query_filters_by_argument() {
         Some(0)
     );
 }
+
+static FLAKY_FAILS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static FLAKY_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[memoize]
+fn k14_flaky(x: u64) -> Result<u64, String> {
+    use std::sync::atomic::Ordering;
+    assert!(!FLAKY_PANICS.load(Ordering::SeqCst), "asked to panic");
+    if FLAKY_FAILS.load(Ordering::SeqCst) {
+        Err("asked to fail".to_owned())
+    } else {
+        Ok(x + 1)
+    }
+}
+
+/// A rerun that fails leaves no stale result behind (as the reference does), whether the body
+/// returns `Err` or panics.
+#[test]
+fn k14_a_failed_rerun_evicts_the_stale_result() {
+    use std::sync::atomic::Ordering;
+    let cache = Cache::memory();
+    with_cache(&cache, || {
+        assert_eq!(k14_flaky(1), Ok(2));
+        assert!(k14_flaky::contains(1));
+        FLAKY_FAILS.store(true, Ordering::SeqCst);
+        assert!(k14_flaky::rerun(1).is_err());
+        assert!(!k14_flaky::contains(1), "evicted after an Err");
+        FLAKY_FAILS.store(false, Ordering::SeqCst);
+        assert_eq!(k14_flaky(1), Ok(2));
+        FLAKY_PANICS.store(true, Ordering::SeqCst);
+        let panicked = std::panic::catch_unwind(|| k14_flaky::rerun(1));
+        FLAKY_PANICS.store(false, Ordering::SeqCst);
+        assert!(panicked.is_err());
+        assert!(!k14_flaky::contains(1), "evicted after a panic");
+        // A normal call that fails evicts nothing.
+        assert_eq!(k14_flaky(3), Ok(4));
+        FLAKY_FAILS.store(true, Ordering::SeqCst);
+        assert!(k14_flaky::uncached(3).is_err());
+        FLAKY_FAILS.store(false, Ordering::SeqCst);
+        assert!(k14_flaky::contains(3));
+    });
+}
