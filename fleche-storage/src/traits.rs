@@ -31,6 +31,12 @@ pub trait ValueStorage: Send + Sync + Debug {
     fn evict(&self, digest: &Digest) -> Result<bool, StorageError>;
     /// Every stored digest, in no particular order.
     fn digests(&self) -> Result<Vec<Digest>, StorageError>;
+    /// Removes temporary files older than `older_than` that writers killed mid-write left
+    /// behind; returns how many. Storages without temporary files keep the default (none).
+    fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
+        let _ = older_than;
+        Ok(0)
+    }
 }
 
 /// Stores [`CallRecord`]s by their lookup key.
@@ -46,6 +52,12 @@ pub trait CallStorage: Send + Sync + Debug {
     fn evict(&self, key: &Digest) -> Result<bool, StorageError>;
     /// Every stored record, in no particular order.
     fn records(&self) -> Result<Vec<CallRecord>, StorageError>;
+    /// Removes temporary files older than `older_than` that writers killed mid-write left
+    /// behind; returns how many. Storages without temporary files keep the default (none).
+    fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
+        let _ = older_than;
+        Ok(0)
+    }
 }
 
 impl<T: ValueStorage + ?Sized> ValueStorage for Box<T> {
@@ -71,6 +83,9 @@ impl<T: ValueStorage + ?Sized> ValueStorage for Box<T> {
     fn digests(&self) -> Result<Vec<Digest>, StorageError> {
         (**self).digests()
     }
+    fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
+        (**self).reclaim_temporary(older_than)
+    }
 }
 
 impl<T: CallStorage + ?Sized> CallStorage for Box<T> {
@@ -88,5 +103,8 @@ impl<T: CallStorage + ?Sized> CallStorage for Box<T> {
     }
     fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
         (**self).records()
+    }
+    fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
+        (**self).reclaim_temporary(older_than)
     }
 }

@@ -289,6 +289,41 @@ impl EntryDir {
         }
     }
 
+    /// Removes the temporary files (`.tmp-*`) in the fan-out directories last modified more than
+    /// `older_than` ago: what writers killed between creating and renaming them left behind.
+    fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in walkdir::WalkDir::new(&self.root)
+            .min_depth(2)
+            .max_depth(2)
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            let is_temp = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(".tmp-"));
+            if !is_temp || !entry.file_type().is_file() {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > older_than);
+            if old {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error(entry.path(), e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Every entry's digest, read from the file names; temporary and foreign files are skipped.
     fn digests(&self) -> Result<Vec<Digest>, StorageError> {
         let mut out = Vec::new();
@@ -379,6 +414,10 @@ impl ValueStorage for FileValues {
     fn digests(&self) -> Result<Vec<Digest>, StorageError> {
         self.dir.digests()
     }
+
+    fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
+        self.dir.reclaim_temporary(older_than)
+    }
 }
 
 /// Call records stored one file per call under a root directory, as MessagePack with named
@@ -438,6 +477,10 @@ impl CallStorage for FileCalls {
         Ok(crate::record::readable(self.dir.digests()?, |k| {
             self.load(k)
         }))
+    }
+
+    fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
+        self.dir.reclaim_temporary(older_than)
     }
 }
 
@@ -816,6 +859,31 @@ mod tests {
         v.save(&d(8), b"eight")?;
         assert_eq!(v.load(&d(7))?.as_deref(), Some(&b"seven"[..]));
         assert_eq!(v.load(&d(8))?.as_deref(), Some(&b"eight"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn stale_temporary_files_are_reclaimed() -> Result<(), StorageError> {
+        let tmp = tempfile::tempdir().map_err(|e| io_error(Path::new("tmp"), e))?;
+        let v = FileValues::open(tmp.path(), FileOptions::new())?;
+        v.save(&d(1), b"kept")?;
+        let old = tmp.path().join("ab").join(".tmp-killed");
+        let fresh = tmp.path().join("ab").join(".tmp-writing");
+        for p in [&old, &fresh] {
+            fs::write(p, b"partial").map_err(|e| io_error(p, e))?;
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .and_then(|f| f.set_modified(two_hours_ago))
+            .map_err(|e| io_error(&old, e))?;
+        assert_eq!(
+            v.reclaim_temporary(std::time::Duration::from_secs(3600))?,
+            1
+        );
+        assert!(!old.exists() && fresh.exists(), "only the old one goes");
+        assert_eq!(v.load(&d(1))?.as_deref(), Some(&b"kept"[..]));
         Ok(())
     }
 }

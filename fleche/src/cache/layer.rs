@@ -299,6 +299,10 @@ impl Layer {
                 removed += 1;
             }
         }
+        // Temporary files of writers killed mid-write; an hour leaves live writers alone.
+        let hour = std::time::Duration::from_secs(3600);
+        removed += self.values.reclaim_temporary(hour)?;
+        removed += self.calls.reclaim_temporary(hour)?;
         Ok(removed)
     }
 }

@@ -339,7 +339,8 @@ impl Cache {
     }
 
     /// Removes the values that no stored call refers to (directly, or as a destructured part),
-    /// in every writable layer; returns how many were removed. A value being saved by a
+    /// and the temporary files older than an hour that writers killed mid-write left behind, in
+    /// every writable layer; returns how many were removed. A value being saved by a
     /// concurrent call just before its record may be removed too: that call's next lookup is
     /// then a miss, never a wrong result.
     ///
