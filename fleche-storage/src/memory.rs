@@ -119,6 +119,17 @@ impl CallStorage for MemoryCalls {
         Ok(())
     }
 
+    fn save_new(&self, record: CallRecord) -> Result<bool, StorageError> {
+        let mut map = self.records.write().unwrap_or_else(PoisonError::into_inner);
+        match map.entry(record.key) {
+            std::collections::hash_map::Entry::Occupied(_) => Ok(false),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(record);
+                Ok(true)
+            }
+        }
+    }
+
     fn evict(&self, key: &Digest) -> Result<bool, StorageError> {
         let mut map = self.records.write().unwrap_or_else(PoisonError::into_inner);
         Ok(map.remove(key).is_some())

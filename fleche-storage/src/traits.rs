@@ -48,6 +48,17 @@ pub trait CallStorage: Send + Sync + Debug {
     fn load(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError>;
     /// Stores `record` under `record.key`, replacing any record with the same key.
     fn save(&self, record: CallRecord) -> Result<(), StorageError>;
+    /// Stores `record` only if no record is stored under its key; `Ok(true)` when it was
+    /// stored. Of several concurrent callers for one key, exactly one should get `true`: the
+    /// built-in backends make the check and the store one atomic step, across processes too.
+    /// The default checks, then saves, which is only as atomic as the storage is single-user.
+    fn save_new(&self, record: CallRecord) -> Result<bool, StorageError> {
+        if self.load(&record.key)?.is_some() {
+            return Ok(false);
+        }
+        self.save(record)?;
+        Ok(true)
+    }
     /// Removes the record; `Ok(true)` if there was one.
     fn evict(&self, key: &Digest) -> Result<bool, StorageError>;
     /// Every stored record, in no particular order.
@@ -97,6 +108,9 @@ impl<T: CallStorage + ?Sized> CallStorage for Box<T> {
     }
     fn save(&self, record: CallRecord) -> Result<(), StorageError> {
         (**self).save(record)
+    }
+    fn save_new(&self, record: CallRecord) -> Result<bool, StorageError> {
+        (**self).save_new(record)
     }
     fn evict(&self, key: &Digest) -> Result<bool, StorageError> {
         (**self).evict(key)

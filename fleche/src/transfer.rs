@@ -7,7 +7,9 @@ use crate::{Cache, Error, Query};
 impl Cache {
     /// Copies the calls matching `query` (and their values) from this cache into `to`. Calls
     /// already in `to` are skipped unless `overwrite`. Safe to run concurrently with other
-    /// transfers and with memoized calls: every entry is copied value first, record second.
+    /// transfers and with memoized calls: every entry is copied value first, record second, and
+    /// without `overwrite` of several transfers into one destination (in any processes) exactly
+    /// one reports each key as copied.
     ///
     /// ```
     /// use fleche::{Cache, Query};
@@ -41,12 +43,22 @@ impl Cache {
                 report.skipped.push(key);
                 continue;
             }
-            match self.value_bytes(&record.result)? {
-                Some(bytes) => {
-                    to.store(&bytes, record)?;
-                    report.copied.push(key);
-                }
-                None => report.skipped.push(key),
+            let Some(bytes) = self.value_bytes(&record.result)? else {
+                report.skipped.push(key);
+                continue;
+            };
+            // Without `overwrite`, claiming the key and storing it are one step: of concurrent
+            // transfers into one destination, in any processes, one copies each key.
+            let copied = if overwrite {
+                to.store(&bytes, record)?;
+                true
+            } else {
+                to.store_new(&bytes, record)?
+            };
+            if copied {
+                report.copied.push(key);
+            } else {
+                report.skipped.push(key);
             }
         }
         Ok(report)

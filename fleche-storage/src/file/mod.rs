@@ -221,6 +221,24 @@ impl EntryDir {
 
     /// Writes `payload` under `digest` atomically: temporary file, then rename.
     fn write(&self, digest: &Digest, payload: &[u8]) -> Result<(), StorageError> {
+        self.write_entry(digest, payload, true).map(|_| ())
+    }
+
+    /// Writes `payload` under `digest` unless an entry is there; `Ok(false)` when one was. The
+    /// check and the write are one step (a hard link that fails on an existing name), so of
+    /// several writers, in any processes, exactly one succeeds.
+    fn write_new(&self, digest: &Digest, payload: &[u8]) -> Result<bool, StorageError> {
+        self.write_entry(digest, payload, false)
+    }
+
+    /// Writes `payload` under `digest` atomically: temporary file, then rename (`replace`) or
+    /// link (not `replace`, refusing an existing entry).
+    fn write_entry(
+        &self,
+        digest: &Digest,
+        payload: &[u8],
+        replace: bool,
+    ) -> Result<bool, StorageError> {
         let path = self.path(digest);
         let dir = path.parent().unwrap_or(&self.root);
         if payload.len() as u64 > self.options.limit() {
@@ -268,11 +286,19 @@ impl EntryDir {
                 .sync_all()
                 .map_err(|e| io_error(tmp.path(), e))?;
         }
-        tmp.persist(&path).map_err(|e| io_error(&path, e.error))?;
+        if replace {
+            tmp.persist(&path).map_err(|e| io_error(&path, e.error))?;
+        } else {
+            match tmp.persist_noclobber(&path) {
+                Ok(_) => {}
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(io_error(&path, e.error)),
+            }
+        }
         if self.options.durable {
             sync_dir(dir)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn exists(&self, digest: &Digest) -> Result<bool, StorageError> {
@@ -481,6 +507,15 @@ impl CallStorage for FileCalls {
 
     fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
         self.dir.reclaim_temporary(older_than)
+    }
+
+    fn save_new(&self, record: CallRecord) -> Result<bool, StorageError> {
+        let payload = rmp_serde::to_vec_named(&record).map_err(|source| StorageError::Encode {
+            location: self.dir.location(),
+            key: record.key,
+            source,
+        })?;
+        self.dir.write_new(&record.key, &payload)
     }
 }
 

@@ -221,6 +221,33 @@ impl Layer {
         }
     }
 
+    /// Stores a value and then its record unless a record is stored under its key, in one
+    /// atomic step with the check (across processes for the built-in backends); `Ok(true)` when
+    /// this call stored it.
+    pub(crate) fn store_new(&self, bytes: &[u8], record: CallRecord) -> Result<bool, StorageError> {
+        if self.read_only {
+            return Err(self.rejected("save"));
+        }
+        let key = record.key;
+        self.save_value(&record.result, bytes)?;
+        if !self.calls.save_new(record)? {
+            return Ok(false);
+        }
+        if let Some(limit) = &self.limit {
+            let mut state = lock(&limit.state);
+            if state.loaded {
+                state.policy.insert(key);
+                while state.policy.len() > limit.max {
+                    let Some(victim) = state.policy.victim() else {
+                        break;
+                    };
+                    self.calls.evict(&victim)?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
     pub(crate) fn evict(&self, key: &Digest) -> Result<bool, StorageError> {
         if self.read_only {
             return Err(self.rejected("evict"));

@@ -614,6 +614,17 @@ impl Cache {
         Ok(None)
     }
 
+    /// Stores an encoded result and its record unless a record is stored under its key (in the
+    /// first layer of a stack); `Ok(true)` when this call stored it.
+    pub(crate) fn store_new(&self, bytes: &[u8], record: CallRecord) -> Result<bool, Error> {
+        let layer = match &self.inner.kind {
+            Kind::Single(l) => l,
+            Kind::Stack { layers, .. } => layers.first().ok_or_else(|| self.rejected("save"))?,
+            Kind::Pool(_) => return Err(self.rejected("save")),
+        };
+        layer.store_new(bytes, record).map_err(|e| self.error(e))
+    }
+
     /// Stores an encoded result and its call record (in the first layer of a stack).
     pub(crate) fn store(&self, bytes: &[u8], record: CallRecord) -> Result<(), Error> {
         match &self.inner.kind {

@@ -319,3 +319,52 @@ fn c08_transfer() {
     });
     assert_eq!(ok(dest.records()).len(), 3);
 }
+
+tracked!(c08_race, C08_RACE_RUNS);
+
+/// Concurrent transfers into one destination, each through its own handle (as separate processes
+/// would open it): every key is reported copied by exactly one of them.
+#[test]
+fn c08_concurrent_transfers_copy_each_key_once() {
+    let source = Cache::memory();
+    with_cache(&source, || {
+        for x in 0..40 {
+            c08_race(x);
+        }
+    });
+    for backend in ["memory", "msgpack"] {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let shared = Cache::memory();
+        let handle = || match backend {
+            "memory" => shared.clone(),
+            _ => Cache::msgpack(dir.path(), fleche::storage::FileOptions::new())
+                .unwrap_or_else(|e| panic!("{e}")),
+        };
+        let start = Barrier::new(8);
+        let copied: Vec<Vec<Digest>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    let to = handle();
+                    let (source, start) = (&source, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        source
+                            .transfer(&to, &Query::new(), false)
+                            .unwrap_or_else(|e| panic!("{e}"))
+                            .copied
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|_| panic!("a transfer panicked")))
+                .collect()
+        });
+        let mut all: Vec<Digest> = copied.into_iter().flatten().collect();
+        assert_eq!(all.len(), 40, "{backend}: each key copied once in all");
+        all.sort_by_key(Digest::to_hex);
+        all.dedup();
+        assert_eq!(all.len(), 40, "{backend}: no key copied twice");
+        assert_eq!(handle().records().map(|r| r.len()).ok(), Some(40));
+    }
+}
