@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `url` | required | `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///~/x.db`, `sqlite:///:memory:`, or a bare path (`fleche/calls.db`); relative to the configuration file |
 //! | `shared` | `false` | group-shared modes (2770 directories, 0660 files) instead of 0700/0600 |
+//! | `max_entry_size` | `"1 GiB"` | the largest value or record written or read back (bytes, or a string with a unit) |
 //!
 //! In a template (`template = "sql"`), one database holds the whole cache: `url`, or `root` for
 //! the file `root/fleche.db` ([`DATABASE_FILE`]).
@@ -23,6 +24,7 @@ pub struct SqlBackend;
 struct SqlSpec {
     target: SqlTarget,
     shared: bool,
+    max_entry_size: Option<u64>,
 }
 
 impl Backend for SqlBackend {
@@ -37,13 +39,14 @@ impl Backend for SqlBackend {
     }
     fn keys(&self, template: bool) -> &'static [&'static str] {
         if template {
-            &["url", "root", "shared"]
+            &["url", "root", "shared", "max_entry_size"]
         } else {
-            &["url", "shared"]
+            &["url", "shared", "max_entry_size"]
         }
     }
     fn parse(&self, s: &Settings<'_>) -> Option<Box<dyn StorageSpec>> {
         let shared = s.bool("shared").unwrap_or(false);
+        let max_entry_size = s.bytes("max_entry_size");
         let target = match (s.get("url"), s.get("root")) {
             (Some(_), Some(_)) => {
                 s.error(Some("root"), "give either `url` or `root`, not both");
@@ -64,17 +67,25 @@ impl Backend for SqlBackend {
         if s.failed() || !self.enabled() {
             return None;
         }
-        spec(target?, shared)
+        spec(target?, shared, max_entry_size)
     }
 }
 
 #[cfg(feature = "sqlite")]
-fn spec(target: SqlTarget, shared: bool) -> Option<Box<dyn StorageSpec>> {
-    Some(Box::new(SqlSpec { target, shared }))
+fn spec(
+    target: SqlTarget,
+    shared: bool,
+    max_entry_size: Option<u64>,
+) -> Option<Box<dyn StorageSpec>> {
+    Some(Box::new(SqlSpec {
+        target,
+        shared,
+        max_entry_size,
+    }))
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn spec(_: SqlTarget, _: bool) -> Option<Box<dyn StorageSpec>> {
+fn spec(_: SqlTarget, _: bool, _: Option<u64>) -> Option<Box<dyn StorageSpec>> {
     None
 }
 
@@ -108,7 +119,11 @@ mod open {
 
     impl SqlSpec {
         fn open(&self) -> Result<SqlDatabase, StorageError> {
-            SqlDatabase::open_with(&self.target, self.shared)
+            let db = SqlDatabase::open_with(&self.target, self.shared)?;
+            Ok(match self.max_entry_size {
+                Some(max) => db.max_entry_size(max),
+                None => db,
+            })
         }
     }
 

@@ -6,6 +6,12 @@
 //! WAL mode with a busy timeout, so several processes and threads can use it at once. The schema
 //! is versioned with `PRAGMA user_version` (`docs/format.md`, "SQL backend").
 //!
+//! Every row carries a checksum of its address and payload, and every load checks it, so a
+//! damaged row, or one swapped with or copied from another address, is never served
+//! ([`StorageError::Corrupt`](crate::StorageError::Corrupt), a miss with a warning upstream); the
+//! next store replaces it. Payloads longer than `max_entry_size` are refused before they are
+//! read.
+//!
 //! Modes, on Unix: the database file is created `0600` and the directories leading to it that
 //! the backend creates `0700`, so a cache is private by default; `SqlDatabase::open_with` with
 //! `shared` creates them `0660` and `2770` (setgid) for a group. SQLite gives the `-wal` and

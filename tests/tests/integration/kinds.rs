@@ -332,11 +332,17 @@ fn c08_concurrent_transfers_copy_each_key_once() {
             c08_race(x);
         }
     });
-    for backend in ["memory", "msgpack"] {
+    let mut backends = vec!["memory", "msgpack"];
+    if cfg!(feature = "sqlite") {
+        backends.push("sqlite");
+    }
+    for backend in backends {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let shared = Cache::memory();
         let handle = || match backend {
             "memory" => shared.clone(),
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Cache::sqlite(dir.path().join("c.db")).unwrap_or_else(|e| panic!("{e}")),
             _ => Cache::msgpack(dir.path(), fleche::storage::FileOptions::new())
                 .unwrap_or_else(|e| panic!("{e}")),
         };

@@ -14,5 +14,7 @@ mod kinds;
 mod macros;
 mod processes;
 mod runtime;
+#[cfg(feature = "sqlite")]
+mod sql_trust;
 mod support;
 mod ui;
