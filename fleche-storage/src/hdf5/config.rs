@@ -6,6 +6,7 @@
 //! | `prefix_length` | 2 ([`DEFAULT_PREFIX_LENGTH`]) | digest characters (1–64) naming the file an entry goes in |
 //! | `lock_timeout` | wait forever | seconds (not negative) to wait for another process's lock on a file before giving up (the call then runs uncached, with a warning) |
 //! | `shared` | `false` | group-shared modes (2770 directories, 0660 files) instead of 0700/0600 |
+//! | `max_entry_size` | `"1 GiB"` | the largest entry written or read back, and the longest `.h5` file read (bytes, or a string with a unit) |
 //!
 //! In a template (`template = "hdf5"`), `root` holds the whole cache: values in `root/values`,
 //! calls in `root/calls`.
@@ -33,6 +34,7 @@ struct Hdf5Spec {
     prefix_length: usize,
     lock_timeout: Option<Duration>,
     shared: bool,
+    max_entry_size: Option<u64>,
 }
 
 impl Backend for Hdf5Backend {
@@ -49,7 +51,13 @@ impl Backend for Hdf5Backend {
         cfg!(feature = "hdf5")
     }
     fn keys(&self, _template: bool) -> &'static [&'static str] {
-        &["root", "prefix_length", "lock_timeout", "shared"]
+        &[
+            "root",
+            "prefix_length",
+            "lock_timeout",
+            "shared",
+            "max_entry_size",
+        ]
     }
     fn parse(&self, s: &Settings<'_>) -> Option<Box<dyn StorageSpec>> {
         let root = s.required_path("root", "an HDF5 storage needs a `root` directory");
@@ -61,6 +69,7 @@ impl Backend for Hdf5Backend {
             .unwrap_or(DEFAULT_PREFIX_LENGTH);
         let lock_timeout = s.seconds("lock_timeout");
         let shared = s.bool("shared").unwrap_or(false);
+        let max_entry_size = s.bytes("max_entry_size");
         if s.failed() || !self.enabled() {
             return None;
         }
@@ -70,6 +79,7 @@ impl Backend for Hdf5Backend {
             prefix_length,
             lock_timeout,
             shared,
+            max_entry_size,
         })
     }
 }
@@ -106,16 +116,20 @@ mod open {
 
     impl StorageSpec for Hdf5Spec {
         fn open_values(&self) -> Result<Box<dyn ValueStorage>, StorageError> {
-            Ok(Box::new(
-                Hdf5Values::open_with(self.dir(VALUES_DIR), self.prefix_length, self.shared)?
-                    .lock_timeout(self.lock_timeout),
-            ))
+            let v = Hdf5Values::open_with(self.dir(VALUES_DIR), self.prefix_length, self.shared)?
+                .lock_timeout(self.lock_timeout);
+            Ok(Box::new(match self.max_entry_size {
+                Some(max) => v.max_entry_size(max),
+                None => v,
+            }))
         }
         fn open_calls(&self) -> Result<Box<dyn CallStorage>, StorageError> {
-            Ok(Box::new(
-                Hdf5Calls::open_with(self.dir(CALLS_DIR), self.prefix_length, self.shared)?
-                    .lock_timeout(self.lock_timeout),
-            ))
+            let c = Hdf5Calls::open_with(self.dir(CALLS_DIR), self.prefix_length, self.shared)?
+                .lock_timeout(self.lock_timeout);
+            Ok(Box::new(match self.max_entry_size {
+                Some(max) => c.max_entry_size(max),
+                None => c,
+            }))
         }
     }
 }

@@ -1,15 +1,38 @@
 //! The HDF5 storages (feature `hdf5`).
+//!
+//! Every group carries the address it was stored under and a checksum of the entry's MessagePack
+//! bytes (`docs/format.md`, "HDF5 backend"); a load rebuilds the bytes, recomputes the checksum
+//! and compares. Files are read whole, so they are read only when they are regular files within
+//! `max_entry_size`, without following symbolic links.
 
+use std::collections::HashMap;
 use std::fs;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdf5_pure::{AttrValue, File, FileBuilder};
-use rmpv::Value as Mp;
 
-use super::PREFIX_LENGTHS;
+use super::{LAYOUT_VERSION, PREFIX_LENGTHS};
 use crate::fs::io_error;
+use crate::integrity::{self, DEFAULT_MAX_ENTRY_SIZE};
 use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
+
+/// The value group attribute naming its layout (`f64`, `i64`, `f64-2d`, `msgpack`).
+const ATTR_LAYOUT: &str = "fleche";
+/// The group attribute holding the layout version ([`LAYOUT_VERSION`]), a `uint32`.
+const ATTR_VERSION: &str = "layout_version";
+/// The group attribute holding the address the entry was stored under, in hexadecimal.
+const ATTR_ADDRESS: &str = "address";
+/// The group attribute holding the entry's checksum, 16 `uint8` (xxh3-128, little-endian).
+const ATTR_CHECKSUM: &str = "checksum";
+/// The layout name a call record's checksum is computed under.
+const RECORD: &str = "record";
+/// What an in-place edit is taken to add to a file beyond the entry's data (object headers,
+/// heaps, the rewritten root group), when checking that the file stays within `max_entry_size`.
+const EDIT_ALLOWANCE: u64 = 16 * 1024;
 
 /// A directory of HDF5 files holding entries by digest.
 #[derive(Debug, Clone)]
@@ -19,6 +42,10 @@ struct H5Dir {
     shared: bool,
     /// How long to wait for another process's lock on a file; `None` waits as long as it takes.
     lock_timeout: Option<Duration>,
+    /// The largest entry stored or read, and the largest file read.
+    max_entry_size: u64,
+    /// Whether an entry of layout 1 has been reported (once per store, shared by its clones).
+    old_layout_seen: Arc<AtomicBool>,
 }
 
 fn hdf5_error(path: &Path, source: hdf5_pure::Error) -> StorageError {
@@ -33,6 +60,109 @@ fn is_not_found(e: &hdf5_pure::Error) -> bool {
         e,
         hdf5_pure::Error::Format(hdf5_pure::FormatError::PathNotFound { .. })
     )
+}
+
+/// Whether `e` says the bytes of a file are not sound HDF5 — as opposed to an I/O failure, a
+/// lock held elsewhere, or an edit the library does not support, which say nothing about the
+/// file.
+fn is_damage(e: &hdf5_pure::Error) -> bool {
+    use hdf5_pure::Error as E;
+    match e {
+        E::Format(f) => !matches!(f, hdf5_pure::FormatError::PathNotFound { .. }),
+        E::MissingMessage(_)
+        | E::NotAGroup(_)
+        | E::NotADataset(_)
+        | E::CopyScreenUnreadable { .. } => true,
+        _ => false,
+    }
+}
+
+/// Why a file or an entry is not read (the source of a [`StorageError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    /// The `.h5` path is a symbolic link: it is not followed.
+    #[error("a symbolic link (not followed)")]
+    Link,
+    /// The `.h5` path is a directory, FIFO, device or socket.
+    #[error("not a regular file")]
+    NotRegular,
+    /// The file is longer than `max_entry_size`, which bounds whole files (they are read whole).
+    #[error("the file is {size} bytes, more than max_entry_size ({max})")]
+    FileTooLarge { size: u64, max: u64 },
+    /// A dataset that would take more than `max_entry_size` to read.
+    #[error(
+        "dataset `{dataset}` holds {elements} elements of {width} bytes, more than max_entry_size ({max})"
+    )]
+    DatasetTooLarge {
+        dataset: String,
+        elements: u64,
+        width: u64,
+        max: u64,
+    },
+    /// A dataset of another rank than its layout has.
+    #[error("dataset `{dataset}` has shape {shape:?}, not of rank {rank}")]
+    Shape {
+        dataset: String,
+        shape: Vec<u64>,
+        rank: usize,
+    },
+    /// The rebuilt entry is larger than `max_entry_size`.
+    #[error("{size} bytes, more than max_entry_size ({max})")]
+    EntryTooLarge { size: u64, max: u64 },
+    /// A group whose stamp (layout version, address, checksum attributes) is missing or wrong.
+    #[error("{0}")]
+    Stamp(String),
+    /// The entry is sound HDF5 but was stored under another address.
+    #[error("the entry of {found} is stored here")]
+    WrongAddress { found: String },
+    /// The rebuilt bytes do not match the stored checksum.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// The `fleche` attribute names no layout this version knows.
+    #[error("unknown layout `{0}`")]
+    UnknownLayout(String),
+}
+
+/// Whether a reader that cannot open or create a lock file, failing with `e`, reads without the
+/// lock: on read-only media (`EROFS`), or where it may not create files (`EACCES`, `EPERM`).
+/// Nobody can be writing there with fleche either, since a writer would need the same lock file.
+fn reads_without_lock(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied
+    )
+}
+
+/// The lock file a reader takes its shared lock on: the existing one opened read-only (a shared
+/// lock needs no write access), or a new one; `None` when neither can be done for a reason
+/// [`reads_without_lock`] accepts.
+fn reader_lock(lock_path: &Path, shared: bool) -> Result<Option<fs::File>, StorageError> {
+    let mut open = fs::OpenOptions::new();
+    open.read(true);
+    // Not blocking on a FIFO put in its place.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut open, libc::O_NONBLOCK);
+    match open.open(lock_path) {
+        Ok(file) => return Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if reads_without_lock(&e) => return Ok(None),
+        Err(e) => return Err(io_error(lock_path, e)),
+    }
+    match crate::fs::open_or_create(lock_path, shared) {
+        Ok(file) => Ok(Some(file)),
+        Err(StorageError::Io { source, .. }) if reads_without_lock(&source) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What an in-place edit of an existing file came to.
+enum Edit {
+    /// The entry is stored (now, or it already was).
+    Done,
+    /// There is no file: write a new one.
+    Missing,
+    /// The file is not a sound HDF5 file: move it aside and write a new one.
+    Damaged(crate::error::BoxedError),
 }
 
 impl H5Dir {
@@ -66,6 +196,8 @@ impl H5Dir {
             prefix_length,
             shared,
             lock_timeout: None,
+            max_entry_size: DEFAULT_MAX_ENTRY_SIZE,
+            old_layout_seen: Arc::default(),
         })
     }
 
@@ -78,11 +210,7 @@ impl H5Dir {
             .join(format!("{}.h5", digest.hex_prefix(self.prefix_length)))
     }
 
-    fn corrupt(&self, digest: &Digest, reason: impl Into<String>) -> StorageError {
-        StorageError::corrupt(self.location(), digest, reason)
-    }
-
-    /// The entry `digest` is unreadable: its file is damaged as `source` says.
+    /// The entry `digest` is unreadable: its file or group is damaged as `source` says.
     fn damaged(
         &self,
         digest: &Digest,
@@ -96,7 +224,8 @@ impl H5Dir {
         )
     }
 
-    /// Runs `f` holding the file's lock (shared for readers, exclusive for writers).
+    /// Runs `f` holding the file's lock (shared for readers, exclusive for writers). A reader
+    /// that can neither open nor create the lock file on read-only media reads without it.
     fn locked<T>(
         &self,
         path: &Path,
@@ -104,7 +233,18 @@ impl H5Dir {
         f: impl FnOnce() -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let lock_path = path.with_extension("h5.lock");
-        let lock = crate::fs::open_or_create(&lock_path, self.shared)?;
+        let lock = if exclusive {
+            crate::fs::open_or_create(&lock_path, self.shared)?
+        } else {
+            match reader_lock(&lock_path, self.shared)? {
+                Some(lock) => lock,
+                None => {
+                    tracing::debug!(lock = %lock_path.display(),
+                        "reading without a lock: the lock file cannot be opened or created");
+                    return f();
+                }
+            }
+        };
         match self.lock_timeout {
             None if exclusive => lock.lock().map_err(|e| io_error(&lock_path, e))?,
             None => lock.lock_shared().map_err(|e| io_error(&lock_path, e))?,
@@ -137,73 +277,402 @@ impl H5Dir {
         out
     }
 
+    /// The bytes of the file at `path`, read safely: without following a symbolic link, without
+    /// blocking on a FIFO or device, only from a regular file, and only when it is no longer than
+    /// `max_entry_size`. `Ok(None)` when there is no file; the outer error is an I/O failure.
+    fn read_bytes(&self, path: &Path) -> Result<Result<Option<Vec<u8>>, Refused>, StorageError> {
+        let mut open = fs::OpenOptions::new();
+        open.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut open,
+            libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        );
+        #[cfg(not(unix))]
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => return Ok(Err(Refused::Link)),
+            _ => {}
+        }
+        let file = match open.open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(None)),
+            #[cfg(unix)]
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Err(Refused::Link)),
+            Err(e) => return Err(io_error(path, e)),
+        };
+        let meta = file.metadata().map_err(|e| io_error(path, e))?;
+        if !meta.is_file() {
+            return Ok(Err(Refused::NotRegular));
+        }
+        let max = self.max_entry_size;
+        if meta.len() > max {
+            return Ok(Err(Refused::FileTooLarge {
+                size: meta.len(),
+                max,
+            }));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        // One byte more than the length seen, so a file that grew is noticed, not read on.
+        file.take(meta.len().saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error(path, e))?;
+        if bytes.len() as u64 > max {
+            return Ok(Err(Refused::FileTooLarge {
+                size: bytes.len() as u64,
+                max,
+            }));
+        }
+        Ok(Ok(Some(bytes)))
+    }
+
     /// Opens the file holding `digest` for reading; `None` when it does not exist.
     fn read_file(&self, digest: &Digest) -> Result<Option<File>, StorageError> {
         let path = self.file_of(digest);
-        if !path.exists() {
-            return Ok(None);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&path, e)),
         }
-        self.locked(&path, false, || {
-            File::open(&path)
+        self.locked(&path, false, || match self.read_bytes(&path)? {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => File::from_bytes(bytes)
                 .map(Some)
-                .map_err(|e| self.damaged(digest, e))
+                .map_err(|e| self.damaged(digest, e)),
+            Err(refused) => Err(self.damaged(digest, refused)),
         })
     }
 
-    /// Adds the group `digest` (built by `build`) to its file unless it is there already.
+    /// Checks a group's stamp: its layout version, the address it was stored under (`digest`),
+    /// and the presence of its checksum, which it returns. `Ok(None)` for a group of layout 1 (no
+    /// stamp at all): a miss, reported once per store.
+    fn stamp(
+        &self,
+        digest: &Digest,
+        attrs: &HashMap<String, AttrValue>,
+    ) -> Result<Option<u128>, StorageError> {
+        let stamp = |what: String| Err(self.damaged(digest, Refused::Stamp(what)));
+        let Some(checksum) = attrs.get(ATTR_CHECKSUM) else {
+            if attrs.contains_key(ATTR_VERSION) || attrs.contains_key(ATTR_ADDRESS) {
+                return stamp(format!("no `{ATTR_CHECKSUM}` attribute"));
+            }
+            if !self.old_layout_seen.swap(true, Ordering::Relaxed) {
+                tracing::warn!(location = %self.location(), layout_version = 1,
+                    "HDF5 entries of an older layout are misses here and are rewritten when next stored");
+            }
+            return Ok(None);
+        };
+        match attrs.get(ATTR_VERSION) {
+            Some(AttrValue::U32(v)) if *v == LAYOUT_VERSION => {}
+            Some(AttrValue::U32(v)) => {
+                return stamp(format!(
+                    "layout version {v}; this fleche reads {LAYOUT_VERSION}"
+                ));
+            }
+            _ => return stamp(format!("no `{ATTR_VERSION}` attribute of type uint32")),
+        }
+        match attrs.get(ATTR_ADDRESS).and_then(AttrValue::as_str) {
+            Some(a) if a == digest.to_hex() => {}
+            Some(a) => {
+                return Err(self.damaged(
+                    digest,
+                    Refused::WrongAddress {
+                        found: a.to_owned(),
+                    },
+                ));
+            }
+            None => return stamp(format!("no `{ATTR_ADDRESS}` string attribute")),
+        }
+        match checksum {
+            AttrValue::U8Array(b) => match <[u8; 16]>::try_from(b.as_slice()) {
+                Ok(b) => Ok(Some(u128::from_le_bytes(b))),
+                Err(_) => stamp(format!("`{ATTR_CHECKSUM}` is {} bytes, not 16", b.len())),
+            },
+            _ => stamp(format!("`{ATTR_CHECKSUM}` is not an array of uint8")),
+        }
+    }
+
+    /// The shape of dataset `name` of group `digest` after checking that it has `rank`
+    /// dimensions and that reading it as elements `width` bytes wide (or its stored width, if
+    /// wider) stays within `max_entry_size`: nothing is allocated for a larger one.
+    fn bounded(
+        &self,
+        digest: &Digest,
+        ds: &hdf5_pure::Dataset,
+        name: &str,
+        rank: usize,
+        width: u64,
+    ) -> Result<Vec<u64>, StorageError> {
+        let damaged = |e: hdf5_pure::Error| self.damaged(digest, e);
+        let shape = ds.shape().map_err(damaged)?;
+        if shape.len() != rank {
+            return Err(self.damaged(
+                digest,
+                Refused::Shape {
+                    dataset: name.to_owned(),
+                    shape,
+                    rank,
+                },
+            ));
+        }
+        let width = width.max(ds.element_size().map_err(damaged)?);
+        let elements = shape.iter().try_fold(1u64, |n, d| n.checked_mul(*d));
+        let too_large = Refused::DatasetTooLarge {
+            dataset: name.to_owned(),
+            elements: elements.unwrap_or(u64::MAX),
+            width,
+            max: self.max_entry_size,
+        };
+        match elements.and_then(|n| n.checked_mul(width)) {
+            Some(size) if size <= self.max_entry_size => Ok(shape),
+            _ => Err(self.damaged(digest, too_large)),
+        }
+    }
+
+    /// Fails unless `bytes`, rebuilt from group `digest` of layout `layout`, are what was stored.
+    fn verify(
+        &self,
+        digest: &Digest,
+        layout: &str,
+        bytes: &[u8],
+        expected: u128,
+    ) -> Result<(), StorageError> {
+        if bytes.len() as u64 > self.max_entry_size {
+            return Err(self.damaged(
+                digest,
+                Refused::EntryTooLarge {
+                    size: bytes.len() as u64,
+                    max: self.max_entry_size,
+                },
+            ));
+        }
+        if checksum(layout, digest, bytes) == expected {
+            Ok(())
+        } else {
+            Err(self.damaged(digest, Refused::Checksum))
+        }
+    }
+
+    /// The uint8 dataset `name` of group `digest`, bounded as [`H5Dir::bounded`] says.
+    fn read_u8s(&self, file: &File, digest: &Digest, name: &str) -> Result<Vec<u8>, StorageError> {
+        let damaged = |e: hdf5_pure::Error| self.damaged(digest, e);
+        let path = format!("{}/{name}", digest.to_hex());
+        let ds = file.dataset(&path).map_err(damaged)?;
+        self.bounded(digest, &ds, &path, 1, 1)?;
+        ds.read_u8().map_err(damaged)
+    }
+
+    /// Stores group `digest` in its file, under the file's exclusive lock and in one commit:
+    /// unless `current` says the group of that name already is this entry, it is deleted and the
+    /// new one, built by `build`, added in the same edit session. `size` is what the entry adds
+    /// to the file. A file that is not a regular file or is not sound HDF5 is moved aside and
+    /// replaced by a new file holding this entry.
     fn write(
         &self,
         digest: &Digest,
+        size: u64,
+        current: impl Fn(&File) -> bool,
         build: impl Fn(&mut dyn GroupSink) -> Result<(), hdf5_pure::Error>,
     ) -> Result<(), StorageError> {
         let path = self.file_of(digest);
-        let name = digest.to_hex();
-        let damaged = |e: hdf5_pure::Error| self.damaged(digest, e);
-        let fail = |e: hdf5_pure::Error| hdf5_error(&path, e);
         self.locked(&path, true, || {
-            if !path.exists() {
-                // A new file is written whole to a temporary file, then renamed into place.
-                let mut builder = FileBuilder::new();
-                let mut group = builder.create_group(&name);
-                build(&mut NewGroup(&mut group)).map_err(fail)?;
-                builder.add_group(group.finish());
-                let mut tmp = crate::fs::temp_file_in(&self.root, self.shared)
-                    .map_err(|e| io_error(&self.root, e))?;
-                builder
-                    .finish_to(tmp.as_file_mut())
-                    .map_err(|e| hdf5_error(tmp.path(), e))?;
-                tmp.persist(&path).map_err(|e| io_error(&path, e.error))?;
-                return Ok(());
+            match self.edit(&path, digest, size, &current, &build)? {
+                Edit::Done => Ok(()),
+                Edit::Missing => self.write_new(&path, digest, &build),
+                Edit::Damaged(why) => {
+                    self.move_aside(&path, &*why)?;
+                    self.write_new(&path, digest, &build)
+                }
             }
-            let file = File::open_rw(&path).map_err(damaged)?;
-            match file.group(&name) {
-                Ok(_) => return Ok(()),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(damaged(e)),
-            }
-            let group = file.root().create_group(&name).map_err(fail)?;
-            build(&mut EditGroup(&group)).map_err(fail)?;
-            file.commit().map_err(fail)
         })
     }
 
+    /// The in-place half of [`H5Dir::write`].
+    fn edit(
+        &self,
+        path: &Path,
+        digest: &Digest,
+        size: u64,
+        current: &dyn Fn(&File) -> bool,
+        build: &dyn Fn(&mut dyn GroupSink) -> Result<(), hdf5_pure::Error>,
+    ) -> Result<Edit, StorageError> {
+        let fail = |e: hdf5_pure::Error| {
+            if is_damage(&e) {
+                Ok(Edit::Damaged(e.into()))
+            } else {
+                Err(hdf5_error(path, e))
+            }
+        };
+        let meta = match fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Edit::Missing),
+            Err(e) => return Err(io_error(path, e)),
+        };
+        if meta.file_type().is_symlink() {
+            return Ok(Edit::Damaged(Refused::Link.into()));
+        }
+        if !meta.is_file() {
+            return Ok(Edit::Damaged(Refused::NotRegular.into()));
+        }
+        let file = match File::open_rw(path) {
+            Ok(file) => file,
+            Err(e) => return fail(e),
+        };
+        let name = digest.to_hex();
+        let exists = match file.group(&name) {
+            Ok(_) => true,
+            Err(e) if is_not_found(&e) => false,
+            // A damaged group of that name is replaced like any other.
+            Err(e) if is_damage(&e) => true,
+            Err(e) => return Err(hdf5_error(path, e)),
+        };
+        if exists {
+            if current(&file) {
+                return Ok(Edit::Done);
+            }
+            if let Err(e) = file.root().delete(&name) {
+                return fail(e);
+            }
+        }
+        let grown = meta
+            .len()
+            .saturating_add(size)
+            .saturating_add(EDIT_ALLOWANCE);
+        if grown > self.max_entry_size {
+            return Err(self.file_too_large(path, digest, grown));
+        }
+        let group = match file.root().create_group(&name) {
+            Ok(group) => group,
+            Err(e) => return fail(e),
+        };
+        build(&mut EditGroup(&group)).map_err(|e| hdf5_error(path, e))?;
+        // The deletion of the old group and the new group are published together, or neither.
+        if let Err(e) = file.commit() {
+            return fail(e);
+        }
+        #[cfg(test)]
+        hooks::committed(path)?;
+        Ok(Edit::Done)
+    }
+
+    /// Writes a new file holding only group `digest`, whole, to a temporary file that is then
+    /// renamed over `path`.
+    fn write_new(
+        &self,
+        path: &Path,
+        digest: &Digest,
+        build: &dyn Fn(&mut dyn GroupSink) -> Result<(), hdf5_pure::Error>,
+    ) -> Result<(), StorageError> {
+        let mut builder = FileBuilder::new();
+        let mut group = builder.create_group(&digest.to_hex());
+        build(&mut NewGroup(&mut group)).map_err(|e| hdf5_error(path, e))?;
+        builder.add_group(group.finish());
+        let mut tmp = crate::fs::temp_file_in(&self.root, self.shared)
+            .map_err(|e| io_error(&self.root, e))?;
+        builder
+            .finish_to(tmp.as_file_mut())
+            .map_err(|e| hdf5_error(tmp.path(), e))?;
+        let len = tmp
+            .as_file()
+            .metadata()
+            .map_err(|e| io_error(tmp.path(), e))?
+            .len();
+        if len > self.max_entry_size {
+            return Err(self.file_too_large(path, digest, len));
+        }
+        tmp.persist(path).map_err(|e| io_error(path, e.error))?;
+        #[cfg(test)]
+        hooks::committed(path)?;
+        Ok(())
+    }
+
+    /// Storing `digest` would make the file at `path` about `size` bytes long, more than
+    /// `max_entry_size`: readers would refuse it, so it is not stored.
+    fn file_too_large(&self, path: &Path, digest: &Digest, size: u64) -> StorageError {
+        StorageError::Settings {
+            location: path.display().to_string(),
+            reason: format!(
+                "storing entry {digest} would make this file about {size} bytes long, more than \
+                 max_entry_size ({}), which bounds whole HDF5 files; not stored (use a longer \
+                 prefix_length or a larger max_entry_size)",
+                self.max_entry_size
+            ),
+        }
+    }
+
+    /// Renames the damaged file (or link, or other non-file) at `path` to
+    /// `<name>.corrupt-<unix time>`, where it is kept for inspection, with a warning.
+    fn move_aside(
+        &self,
+        path: &Path,
+        why: &(dyn std::error::Error + Send + Sync),
+    ) -> Result<PathBuf, StorageError> {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for n in 0..1000u32 {
+            let aside = path.with_file_name(match n {
+                0 => format!("{name}.corrupt-{secs}"),
+                n => format!("{name}.corrupt-{secs}-{n}"),
+            });
+            match fs::symlink_metadata(&aside) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&aside, e)),
+                Ok(_) => continue,
+            }
+            fs::rename(path, &aside).map_err(|e| io_error(path, e))?;
+            tracing::warn!(file = %path.display(), moved_to = %aside.display(), error = %why,
+                "a damaged HDF5 file was moved aside; its entries are misses and a new file takes its place");
+            return Ok(aside);
+        }
+        Err(io_error(
+            path,
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "cannot move the damaged file aside: too many .corrupt- files",
+            ),
+        ))
+    }
+
+    /// Removes group `digest`. A damaged file is moved aside (its entries were unreadable).
     fn remove(&self, digest: &Digest) -> Result<bool, StorageError> {
         let path = self.file_of(digest);
-        if !path.exists() {
+        if fs::symlink_metadata(&path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
             return Ok(false);
         }
         let name = digest.to_hex();
-        let damaged = |e: hdf5_pure::Error| self.damaged(digest, e);
-        let fail = |e: hdf5_pure::Error| hdf5_error(&path, e);
         self.locked(&path, true, || {
-            let file = File::open_rw(&path).map_err(damaged)?;
+            let damaged =
+                |why: crate::error::BoxedError| self.move_aside(&path, &*why).map(|_| false);
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(io_error(&path, e)),
+            };
+            if !meta.is_file() {
+                return damaged(Refused::NotRegular.into());
+            }
+            let file = match File::open_rw(&path) {
+                Ok(file) => file,
+                Err(e) if is_damage(&e) => return damaged(e.into()),
+                Err(e) => return Err(hdf5_error(&path, e)),
+            };
             match file.group(&name) {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => return Ok(false),
-                Err(e) => return Err(damaged(e)),
+                Err(e) if is_damage(&e) => {}
+                Err(e) => return Err(hdf5_error(&path, e)),
             }
-            file.root().delete(&name).map_err(fail)?;
-            file.commit().map_err(fail)?;
+            match file.root().delete(&name).and_then(|()| file.commit()) {
+                Ok(()) => {}
+                Err(e) if is_damage(&e) => return damaged(e.into()),
+                Err(e) => return Err(hdf5_error(&path, e)),
+            }
+            #[cfg(test)]
+            hooks::committed(&path)?;
             Ok(true)
         })
     }
@@ -217,10 +686,15 @@ impl H5Dir {
             if path.extension().and_then(|e| e.to_str()) != Some("h5") {
                 continue;
             }
-            let groups = self.locked(&path, false, || {
-                File::open(&path)
+            let groups = self.locked(&path, false, || match self.read_bytes(&path)? {
+                Ok(None) => Ok(Vec::new()),
+                Ok(Some(bytes)) => File::from_bytes(bytes)
                     .and_then(|f| f.root().groups())
-                    .map_err(|e| hdf5_error(&path, e))
+                    .map_err(|e| hdf5_error(&path, e)),
+                Err(refused) => Err(StorageError::Settings {
+                    location: path.display().to_string(),
+                    reason: refused.to_string(),
+                }),
             });
             match groups {
                 Ok(names) => out.extend(names.iter().filter_map(|n| n.parse::<Digest>().ok())),
@@ -229,6 +703,24 @@ impl H5Dir {
         }
         Ok(out)
     }
+}
+
+/// The checksum of an entry's MessagePack `bytes` stored at `address` in layout `layout`: the
+/// xxh3-128 of `"fleche-hdf5/2/<layout>"`, the address's 32 bytes and the bytes
+/// (`docs/format.md`).
+fn checksum(layout: &str, address: &Digest, bytes: &[u8]) -> u128 {
+    let context = format!("fleche-hdf5/{LAYOUT_VERSION}/{layout}");
+    integrity::checksum(context.as_bytes(), address, bytes)
+}
+
+/// Writes the stamp every group carries: layout version, address and checksum.
+fn stamp(g: &mut dyn GroupSink, address: &Digest, sum: u128) -> Result<(), hdf5_pure::Error> {
+    g.attr(ATTR_VERSION, AttrValue::U32(LAYOUT_VERSION))?;
+    g.attr(ATTR_ADDRESS, AttrValue::VarLenString(address.to_hex()))?;
+    g.attr(
+        ATTR_CHECKSUM,
+        AttrValue::U8Array(sum.to_le_bytes().to_vec()),
+    )
 }
 
 /// Where an entry's datasets and attributes go: a group of a new file, or one added in place.
@@ -319,8 +811,42 @@ enum Layout {
     Blob,
 }
 
+impl Layout {
+    /// The value of the `fleche` attribute.
+    fn name(&self) -> &'static str {
+        match self {
+            Layout::F64(_) => "f64",
+            Layout::I64(_) => "i64",
+            Layout::F64Matrix(..) => "f64-2d",
+            Layout::Blob => "msgpack",
+        }
+    }
+
+    /// The bytes its datasets take (`blob` is the MessagePack encoding).
+    fn stored_size(&self, blob: &[u8]) -> u64 {
+        match self {
+            Layout::F64(v) | Layout::F64Matrix(v, _) => (v.len() as u64).saturating_mul(8),
+            Layout::I64(v) => (v.len() as u64).saturating_mul(8),
+            Layout::Blob => blob.len() as u64,
+        }
+    }
+
+    /// The MessagePack bytes a load rebuilds from the datasets.
+    fn encode(&self) -> Option<Vec<u8>> {
+        match self {
+            Layout::F64(v) => Some(encode_f64_array(v)),
+            Layout::I64(v) => Some(encode_i64_array(v)),
+            Layout::F64Matrix(v, [_, cols]) => {
+                usize::try_from(*cols).ok().map(|c| encode_f64_rows(v, c))
+            }
+            Layout::Blob => None,
+        }
+    }
+}
+
 /// A MessagePack array of float64 (the encoding of a `Vec<f64>`), read without building a
-/// value tree: the common large numeric result.
+/// value tree: the common large numeric result. Only the shortest array header `rmp` writes is
+/// accepted, so [`encode_f64_array`] gives back exactly these bytes.
 fn f64_array(bytes: &[u8]) -> Option<Vec<f64>> {
     let (n, rest) = match *bytes.first()? {
         b @ 0x90..=0x9f => (usize::from(b & 0x0f), bytes.get(1..)?),
@@ -334,7 +860,12 @@ fn f64_array(bytes: &[u8]) -> Option<Vec<f64>> {
         ),
         _ => return None,
     };
-    if n == 0 || rest.len() != n.checked_mul(9)? {
+    let shortest = match bytes[0] {
+        0x90..=0x9f => true,
+        0xdc => n > 15,
+        _ => n > usize::from(u16::MAX),
+    };
+    if n == 0 || !shortest || rest.len() != n.checked_mul(9)? {
         return None;
     }
     rest.chunks_exact(9)
@@ -342,11 +873,10 @@ fn f64_array(bytes: &[u8]) -> Option<Vec<f64>> {
         .collect()
 }
 
-/// The MessagePack encoding of an array of float64, as `rmp` writes it.
-fn encode_f64_array(values: &[f64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + values.len() * 9);
-    match values.len() {
-        n @ 0..=15 => out.push(0x90 | n as u8),
+/// The MessagePack array header for `n` items, as `rmp` writes it.
+fn array_header(out: &mut Vec<u8>, n: usize) {
+    match n {
+        0..=15 => out.push(0x90 | n as u8),
         n if n <= usize::from(u16::MAX) => {
             out.push(0xdc);
             out.extend_from_slice(&(n as u16).to_be_bytes());
@@ -356,6 +886,12 @@ fn encode_f64_array(values: &[f64]) -> Vec<u8> {
             out.extend_from_slice(&(n as u32).to_be_bytes());
         }
     }
+}
+
+/// The MessagePack encoding of an array of float64, as `rmp` writes it.
+fn encode_f64_array(values: &[f64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + values.len() * 9);
+    array_header(&mut out, values.len());
     for v in values {
         out.push(0xcb);
         out.extend_from_slice(&v.to_be_bytes());
@@ -363,25 +899,57 @@ fn encode_f64_array(values: &[f64]) -> Vec<u8> {
     out
 }
 
-/// Recognizes the numeric shapes that become typed datasets.
-fn layout(bytes: &[u8]) -> Layout {
+/// The MessagePack encoding of an array of integers, each in its shortest form.
+fn encode_i64_array(values: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + values.len() * 9);
+    array_header(&mut out, values.len());
+    for v in values {
+        let _ = rmpv::encode::write_value(&mut out, &rmpv::Value::from(*v));
+    }
+    out
+}
+
+/// The MessagePack encoding of an array of rows of float64, `flat` cut into rows of `cols`.
+fn encode_f64_rows(flat: &[f64], cols: usize) -> Vec<u8> {
+    let rows = flat.len().checked_div(cols).unwrap_or(0);
+    let mut out = Vec::with_capacity(5 + rows * 5 + flat.len() * 9);
+    array_header(&mut out, rows);
+    for row in flat.chunks(cols.max(1)) {
+        array_header(&mut out, row.len());
+        for v in row {
+            out.push(0xcb);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+    out
+}
+
+/// The numeric shapes that become typed datasets: only when the datasets rebuild exactly
+/// `bytes` (so a load returns what was stored, and the checksum covers it) and take at most
+/// `max` bytes; anything else is a blob.
+fn layout(bytes: &[u8], max: u64) -> Layout {
+    // The float64 fast path accepts only what `encode_f64_array` writes back: no second copy.
+    let exact = |l: &Layout| matches!(l, Layout::F64(_)) || l.encode().as_deref() == Some(bytes);
+    let typed = typed_layout(bytes).filter(|l| l.stored_size(bytes) <= max && exact(l));
+    typed.unwrap_or(Layout::Blob)
+}
+
+fn typed_layout(bytes: &[u8]) -> Option<Layout> {
+    use rmpv::Value as Mp;
     if let Some(v) = f64_array(bytes) {
-        return Layout::F64(v);
+        return Some(Layout::F64(v));
     }
     let Ok(Mp::Array(items)) = rmpv::decode::read_value(&mut &bytes[..]) else {
-        return Layout::Blob;
+        return None;
     };
     if items.is_empty() {
-        return Layout::Blob;
-    }
-    if items.iter().all(|v| matches!(v, Mp::F64(_))) {
-        return Layout::F64(items.iter().filter_map(Mp::as_f64).collect());
+        return None;
     }
     if items
         .iter()
-        .all(|v| v.as_i64().is_some() && matches!(v, Mp::Integer(_)))
+        .all(|v| matches!(v, Mp::Integer(i) if i.as_i64().is_some()))
     {
-        return Layout::I64(items.iter().filter_map(Mp::as_i64).collect());
+        return Some(Layout::I64(items.iter().filter_map(Mp::as_i64).collect()));
     }
     let rows: Option<Vec<&Vec<Mp>>> = items
         .iter()
@@ -392,23 +960,16 @@ fn layout(bytes: &[u8]) -> Layout {
             _ => None,
         })
         .collect();
-    if let Some(rows) = rows {
-        let cols = rows[0].len();
-        if rows.iter().all(|r| r.len() == cols) {
-            let flat = rows
-                .iter()
-                .flat_map(|r| r.iter().filter_map(Mp::as_f64))
-                .collect();
-            return Layout::F64Matrix(flat, [rows.len() as u64, cols as u64]);
-        }
+    let rows = rows?;
+    let cols = rows.first()?.len();
+    if !rows.iter().all(|r| r.len() == cols) {
+        return None;
     }
-    Layout::Blob
-}
-
-fn encode(v: &Mp) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = rmpv::encode::write_value(&mut out, v);
-    out
+    let flat = rows
+        .iter()
+        .flat_map(|r| r.iter().filter_map(Mp::as_f64))
+        .collect();
+    Some(Layout::F64Matrix(flat, [rows.len() as u64, cols as u64]))
 }
 
 /// Values in HDF5 files, numeric sequences as typed datasets.
@@ -454,103 +1015,118 @@ impl Hdf5Values {
         self
     }
 
+    /// Stores no value larger than `bytes` ([`StorageError::TooLarge`]) and reads none back:
+    /// neither a dataset that would take more to read, nor a file longer than that (files are
+    /// read whole, so the limit bounds each `.h5` file, which holds every entry of its prefix).
+    /// The default is [`DEFAULT_MAX_ENTRY_SIZE`].
+    #[must_use]
+    pub fn max_entry_size(mut self, bytes: u64) -> Self {
+        self.dir.max_entry_size = bytes;
+        self
+    }
+
     /// The HDF5 file an entry is (or would be) stored in.
     #[must_use]
     pub fn file_of(&self, digest: &Digest) -> PathBuf {
         self.dir.file_of(digest)
     }
+
+    /// The value stored as group `digest` of `file`, checked against its stamp.
+    fn read(&self, file: &File, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        let dir = &self.dir;
+        let name = digest.to_hex();
+        let damaged = |e: hdf5_pure::Error| dir.damaged(digest, e);
+        let group = match file.group(&name) {
+            Ok(g) => g,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(damaged(e)),
+        };
+        let attrs = group.attrs().map_err(damaged)?;
+        let Some(expected) = dir.stamp(digest, &attrs)? else {
+            return Ok(None);
+        };
+        let layout = attrs
+            .get(ATTR_LAYOUT)
+            .and_then(AttrValue::as_str)
+            .unwrap_or("");
+        let data = format!("{name}/data");
+        let typed = |rank: usize| -> Result<(hdf5_pure::Dataset, Vec<u64>), StorageError> {
+            let ds = file.dataset(&data).map_err(damaged)?;
+            let shape = dir.bounded(digest, &ds, &data, rank, 8)?;
+            Ok((ds, shape))
+        };
+        let bytes = match layout {
+            "msgpack" => dir.read_u8s(file, digest, "msgpack")?,
+            "f64" => encode_f64_array(&typed(1)?.0.read_f64().map_err(damaged)?),
+            "i64" => encode_i64_array(&typed(1)?.0.read_i64().map_err(damaged)?),
+            "f64-2d" => {
+                let (ds, shape) = typed(2)?;
+                let flat = ds.read_f64().map_err(damaged)?;
+                let cols = usize::try_from(shape[1]).unwrap_or(0);
+                if cols == 0 || flat.len() != usize::try_from(shape[0]).unwrap_or(0) * cols {
+                    return Err(dir.damaged(
+                        digest,
+                        Refused::Shape {
+                            dataset: data,
+                            shape,
+                            rank: 2,
+                        },
+                    ));
+                }
+                encode_f64_rows(&flat, cols)
+            }
+            other => return Err(dir.damaged(digest, Refused::UnknownLayout(other.to_owned()))),
+        };
+        dir.verify(digest, layout, &bytes, expected)?;
+        Ok(Some(bytes))
+    }
 }
 
 impl ValueStorage for Hdf5Values {
     fn load(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
-        let Some(file) = self.dir.read_file(digest)? else {
-            return Ok(None);
-        };
-        let name = digest.to_hex();
-        let corrupt = |e: hdf5_pure::Error| self.dir.damaged(digest, e);
-        let group = match file.group(&name) {
-            Ok(g) => g,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(corrupt(e)),
-        };
-        let attrs = group.attrs().map_err(corrupt)?;
-        let kind = attrs
-            .get("fleche")
-            .and_then(AttrValue::as_str)
-            .unwrap_or("");
-        let path = |ds: &str| format!("{name}/{ds}");
-        let bytes = match kind {
-            "msgpack" => file
-                .dataset(&path("msgpack"))
-                .and_then(|d| d.read_u8())
-                .map_err(corrupt)?,
-            "f64" => {
-                let v = file
-                    .dataset(&path("data"))
-                    .and_then(|d| d.read_f64())
-                    .map_err(corrupt)?;
-                encode_f64_array(&v)
-            }
-            "i64" => {
-                let v = file
-                    .dataset(&path("data"))
-                    .and_then(|d| d.read_i64())
-                    .map_err(corrupt)?;
-                encode(&Mp::Array(v.into_iter().map(Mp::from).collect()))
-            }
-            "f64-2d" => {
-                let ds = file.dataset(&path("data")).map_err(corrupt)?;
-                let shape = ds.shape().map_err(corrupt)?;
-                let flat = ds.read_f64().map_err(corrupt)?;
-                let cols = shape.get(1).copied().unwrap_or(0) as usize;
-                if shape.len() != 2 || cols == 0 || flat.len() != shape[0] as usize * cols {
-                    return Err(self
-                        .dir
-                        .corrupt(digest, "a 2-D dataset whose shape does not match its data"));
-                }
-                let rows = flat
-                    .chunks(cols)
-                    .map(|r| Mp::Array(r.iter().copied().map(Mp::F64).collect()))
-                    .collect();
-                encode(&Mp::Array(rows))
-            }
-            other => {
-                return Err(self
-                    .dir
-                    .corrupt(digest, format!("unknown layout `{other}`")));
-            }
-        };
-        Ok(Some(bytes))
+        match self.dir.read_file(digest)? {
+            Some(file) => self.read(&file, digest),
+            None => Ok(None),
+        }
     }
 
     fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
-        let layout = layout(bytes);
-        self.dir.write(digest, |g| match &layout {
-            Layout::F64(v) => {
-                g.attr("fleche", AttrValue::VarLenString("f64".into()))?;
-                g.f64s("data", v, None)
-            }
-            Layout::I64(v) => {
-                g.attr("fleche", AttrValue::VarLenString("i64".into()))?;
-                g.i64s("data", v)
-            }
-            Layout::F64Matrix(v, shape) => {
-                g.attr("fleche", AttrValue::VarLenString("f64-2d".into()))?;
-                g.f64s("data", v, Some(*shape))
-            }
-            Layout::Blob => {
-                g.attr("fleche", AttrValue::VarLenString("msgpack".into()))?;
-                g.bytes("msgpack", bytes)
-            }
-        })
+        let max = self.dir.max_entry_size;
+        if bytes.len() as u64 > max {
+            return Err(StorageError::TooLarge {
+                location: self.dir.location(),
+                digest: *digest,
+                size: bytes.len() as u64,
+                max,
+            });
+        }
+        let layout = layout(bytes, max);
+        let sum = checksum(layout.name(), digest, bytes);
+        let current = |file: &File| matches!(self.read(file, digest), Ok(Some(b)) if b == bytes);
+        self.dir
+            .write(digest, layout.stored_size(bytes), current, |g| {
+                g.attr(ATTR_LAYOUT, AttrValue::VarLenString(layout.name().into()))?;
+                stamp(g, digest, sum)?;
+                match &layout {
+                    Layout::F64(v) => g.f64s("data", v, None),
+                    Layout::I64(v) => g.i64s("data", v),
+                    Layout::F64Matrix(v, shape) => g.f64s("data", v, Some(*shape)),
+                    Layout::Blob => g.bytes("msgpack", bytes),
+                }
+            })
     }
 
+    /// Whether a group of the current layout is stored under `digest` (its data is checked by
+    /// `load`, not here).
     fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
         let Some(file) = self.dir.read_file(digest)? else {
             return Ok(false);
         };
         match file.group(&digest.to_hex()) {
-            Ok(_) => Ok(true),
+            Ok(group) => {
+                let attrs = group.attrs().map_err(|e| self.dir.damaged(digest, e))?;
+                Ok(self.dir.stamp(digest, &attrs)?.is_some())
+            }
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(self.dir.damaged(digest, e)),
         }
@@ -607,6 +1183,40 @@ impl Hdf5Calls {
         self.dir.lock_timeout = timeout;
         self
     }
+
+    /// Stores no record larger than `bytes` encoded ([`StorageError::TooLarge`]) and reads none
+    /// back: neither a dataset that would take more to read, nor a file longer than that (files
+    /// are read whole, so the limit bounds each `.h5` file, which holds every record of its
+    /// prefix). The default is [`DEFAULT_MAX_ENTRY_SIZE`].
+    #[must_use]
+    pub fn max_entry_size(mut self, bytes: u64) -> Self {
+        self.dir.max_entry_size = bytes;
+        self
+    }
+
+    /// The HDF5 file a record is (or would be) stored in.
+    #[must_use]
+    pub fn file_of(&self, key: &Digest) -> PathBuf {
+        self.dir.file_of(key)
+    }
+
+    /// The MessagePack bytes of the record stored as group `key` of `file`, checked against its
+    /// stamp.
+    fn read(&self, file: &File, key: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        let damaged = |e: hdf5_pure::Error| self.dir.damaged(key, e);
+        let group = match file.group(&key.to_hex()) {
+            Ok(g) => g,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(damaged(e)),
+        };
+        let attrs = group.attrs().map_err(damaged)?;
+        let Some(expected) = self.dir.stamp(key, &attrs)? else {
+            return Ok(None);
+        };
+        let blob = self.dir.read_u8s(file, key, "record")?;
+        self.dir.verify(key, RECORD, &blob, expected)?;
+        Ok(Some(blob))
+    }
 }
 
 impl CallStorage for Hdf5Calls {
@@ -618,26 +1228,36 @@ impl CallStorage for Hdf5Calls {
         let Some(file) = self.dir.read_file(key)? else {
             return Ok(None);
         };
-        let blob = match file.dataset(&format!("{}/record", key.to_hex())) {
-            Ok(ds) => ds.read_u8().map_err(|e| self.dir.damaged(key, e))?,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(self.dir.damaged(key, e)),
+        let Some(blob) = self.read(&file, key)? else {
+            return Ok(None);
         };
         let record = CallRecord::decode_for(key, &blob).map_err(|e| self.dir.damaged(key, e))?;
         Ok(Some(record))
     }
 
+    /// Stores `record`, replacing a record of the same key in the same commit.
     fn save(&self, record: CallRecord) -> Result<(), StorageError> {
+        let key = record.key;
         let blob = rmp_serde::to_vec_named(&record).map_err(|source| StorageError::Encode {
             location: self.dir.location(),
-            key: record.key,
+            key,
             source,
         })?;
-        // Overwrite: remove the old group first (a record is not content-addressed).
-        self.dir.remove(&record.key)?;
-        self.dir.write(&record.key, |g| {
+        let max = self.dir.max_entry_size;
+        if blob.len() as u64 > max {
+            return Err(StorageError::TooLarge {
+                location: self.dir.location(),
+                digest: key,
+                size: blob.len() as u64,
+                max,
+            });
+        }
+        let sum = checksum(RECORD, &key, &blob);
+        let current = |file: &File| matches!(self.read(file, &key), Ok(Some(b)) if b == blob);
+        self.dir.write(&key, blob.len() as u64, current, |g| {
             g.attr("function", AttrValue::VarLenString(record.function.clone()))?;
             g.attr("result", AttrValue::VarLenString(record.result.to_hex()))?;
+            stamp(g, &key, sum)?;
             g.bytes("record", &blob)
         })
     }
@@ -650,6 +1270,55 @@ impl CallStorage for Hdf5Calls {
         Ok(crate::record::readable(self.dir.digests()?, |k| {
             self.load(k)
         }))
+    }
+}
+
+/// Test hooks: every commit (an in-place commit, or the rename of a new file) is counted, and a
+/// test can stop a sequence right after a commit, as if the process had been killed there.
+#[cfg(test)]
+mod hooks {
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use crate::StorageError;
+
+    thread_local! {
+        static COMMITS: Cell<usize> = const { Cell::new(0) };
+        static CRASH_AFTER: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// Called after every commit.
+    pub(super) fn committed(path: &Path) -> Result<(), StorageError> {
+        COMMITS.with(|c| c.set(c.get() + 1));
+        match CRASH_AFTER.with(Cell::get) {
+            Some(1) => {
+                CRASH_AFTER.with(|c| c.set(None));
+                Err(StorageError::Backend {
+                    location: path.display().to_string(),
+                    message: "simulated crash right after a commit".into(),
+                })
+            }
+            Some(n) => {
+                CRASH_AFTER.with(|c| c.set(Some(n.saturating_sub(1))));
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// How many commits `f` made on this thread.
+    pub(super) fn count_commits<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        let before = COMMITS.with(Cell::get);
+        let r = f();
+        (r, COMMITS.with(Cell::get) - before)
+    }
+
+    /// Runs `f`, which fails right after its `n`th commit as if the process died there.
+    pub(super) fn crash_after_commits<R>(n: usize, f: impl FnOnce() -> R) -> R {
+        CRASH_AFTER.with(|c| c.set(Some(n)));
+        let r = f();
+        CRASH_AFTER.with(|c| c.set(None));
+        r
     }
 }
 
@@ -842,6 +1511,590 @@ mod tests {
         );
         let message = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains(&path.display().to_string()), "{message}");
+        Ok(())
+    }
+
+    fn msgpack<T: serde::Serialize>(value: &T) -> Vec<u8> {
+        rmp_serde::to_vec_named(value).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Edits the HDF5 file at `path` in place with `hdf5-pure`, as another tool would.
+    fn edit(path: &Path, f: impl FnOnce(&File) -> Result<(), hdf5_pure::Error>) {
+        let file = File::open_rw(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        f(&file).unwrap_or_else(|e| panic!("{e}"));
+        file.commit().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn is_corrupt<T: std::fmt::Debug>(r: &Result<T, StorageError>) -> bool {
+        matches!(r, Err(StorageError::Corrupt { .. }))
+    }
+
+    /// Runs `f` and counts the warnings it emits on this thread.
+    fn count_warnings<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tracing::span;
+        struct Count(Arc<AtomicUsize>);
+        impl tracing::Subscriber for Count {
+            fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+                *m.level() <= tracing::Level::WARN
+            }
+            fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+                span::Id::from_u64(1)
+            }
+            fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+            fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+            fn event(&self, e: &tracing::Event<'_>) {
+                if *e.metadata().level() == tracing::Level::WARN {
+                    self.0.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            fn enter(&self, _: &span::Id) {}
+            fn exit(&self, _: &span::Id) {}
+        }
+        let n = Arc::new(AtomicUsize::new(0));
+        let r = tracing::subscriber::with_default(Count(Arc::clone(&n)), f);
+        (r, n.load(Ordering::Relaxed))
+    }
+
+    fn calls_file(root: &Path, key: &Digest) -> PathBuf {
+        root.join(format!("{}.h5", key.hex_prefix(2)))
+    }
+
+    #[test]
+    fn a_group_copied_to_another_address_is_refused() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        let values = [
+            msgpack(&vec![1.5f64, 2.5]),
+            msgpack(&vec![-1i64, 7]),
+            msgpack(&vec![vec![1.0f64, 2.0], vec![3.0, 4.0]]),
+            msgpack(&("x", 1u8)),
+        ];
+        for (i, value) in (0u8..).zip(&values) {
+            let (from, to, relabelled) = (d(1, i), d(1, 100 + i), d(1, 200 + i));
+            v.save(&from, value)?;
+            let file = v.file_of(&from);
+            // The whole group, attributes and all; then once more with its address rewritten.
+            edit(&file, |f| f.copy(&from.to_hex(), &to.to_hex()));
+            edit(&file, |f| f.copy(&from.to_hex(), &relabelled.to_hex()));
+            edit(&file, |f| {
+                f.group(&relabelled.to_hex())?
+                    .set_attr("address", AttrValue::VarLenString(relabelled.to_hex()))
+            });
+            assert_eq!(v.load(&from)?.as_ref(), Some(value), "{i}");
+            for at in [to, relabelled] {
+                let loaded = v.load(&at);
+                assert!(is_corrupt(&loaded), "{i}: {loaded:?}");
+            }
+        }
+        let c = Hdf5Calls::open(dir.path().join("calls"), 2)?;
+        let (key, other) = (d(4, 1), d(4, 2));
+        c.save(CallRecord::new(key, "m::f", d(5, 5)))?;
+        edit(&calls_file(&dir.path().join("calls"), &key), |f| {
+            f.copy(&key.to_hex(), &other.to_hex())
+        });
+        assert!(is_corrupt(&c.load(&other)), "{:?}", c.load(&other));
+        Ok(())
+    }
+
+    #[test]
+    fn a_dataset_edited_in_place_is_refused() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        let (f64s, i64s, matrix, blob) = (d(2, 1), d(2, 2), d(2, 3), d(2, 4));
+        v.save(&f64s, &msgpack(&vec![1.0f64, 2.0, 3.0]))?;
+        v.save(&i64s, &msgpack(&vec![1i64, -2, 3]))?;
+        v.save(&matrix, &msgpack(&vec![vec![1.0f64, 2.0], vec![3.0, 4.0]]))?;
+        v.save(&blob, &msgpack(&("hello", 1u8)))?;
+        let file = v.file_of(&f64s);
+        edit(&file, |f| {
+            f.dataset(&format!("{}/data", f64s.to_hex()))?
+                .write(&[1.0f64, 2.0, 4.0])?;
+            f.dataset(&format!("{}/data", i64s.to_hex()))?
+                .write(&[1i64, -2, 4])?;
+            f.dataset(&format!("{}/data", matrix.to_hex()))?
+                .write_staged(|b| {
+                    b.with_f64_data(&[1.0, 2.0, 3.0, 5.0]).with_shape(&[2, 2]);
+                })?;
+            let mut blob_ds = f.dataset(&format!("{}/msgpack", blob.to_hex()))?;
+            let mut bytes = blob_ds.read_u8()?;
+            let at = bytes.iter().position(|&b| b == b'o').unwrap_or(0);
+            bytes[at] = b'p'; // "hellp": still a valid encoding, of another value
+            blob_ds.write(&bytes)
+        });
+        for at in [f64s, i64s, matrix, blob] {
+            let loaded = v.load(&at);
+            assert!(is_corrupt(&loaded), "{at}: {loaded:?}");
+        }
+        let root = dir.path().join("calls");
+        let c = Hdf5Calls::open(&root, 2)?;
+        let key = d(4, 1);
+        c.save(CallRecord::new(key, "m::f", d(5, 5)))?;
+        edit(&calls_file(&root, &key), |f| {
+            let mut ds = f.dataset(&format!("{}/record", key.to_hex()))?;
+            let mut bytes = ds.read_u8()?;
+            let at = bytes.windows(4).position(|w| w == b"m::f").unwrap_or(0);
+            bytes[at + 3] = b'g';
+            ds.write(&bytes)
+        });
+        assert!(is_corrupt(&c.load(&key)), "{:?}", c.load(&key));
+        Ok(())
+    }
+
+    /// A group of layout 1: its address, and the floats of a value or a call record.
+    type Layout1<'a> = (Digest, Option<&'a [f64]>, Option<&'a CallRecord>);
+
+    /// Writes entries in layout 1 (no address, no checksum), as fleche 0.1 did.
+    fn write_layout_1(path: &Path, groups: &[Layout1<'_>]) {
+        let mut builder = FileBuilder::new();
+        for (at, floats, record) in groups {
+            let mut g = builder.create_group(&at.to_hex());
+            if let Some(floats) = floats {
+                g.set_attr("fleche", AttrValue::VarLenString("f64".into()));
+                g.create_dataset("data").with_f64_data(floats);
+            }
+            if let Some(r) = record {
+                g.set_attr("function", AttrValue::VarLenString(r.function.clone()));
+                g.set_attr("result", AttrValue::VarLenString(r.result.to_hex()));
+                g.create_dataset("record").with_u8_data(&msgpack(r));
+            }
+            builder.add_group(g.finish());
+        }
+        builder.write(path).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn layout_1_entries_are_misses_warned_once_and_rewritten() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        let (a, b) = (d(3, 1), d(3, 2));
+        let floats = [1.0f64, 2.0];
+        write_layout_1(
+            &v.file_of(&a),
+            &[(a, Some(&floats), None), (b, Some(&floats), None)],
+        );
+        let (loads, warnings) = count_warnings(|| [v.load(&a), v.load(&b), v.load(&a)]);
+        for l in &loads {
+            assert!(matches!(l, Ok(None)), "a miss, not an error: {l:?}");
+        }
+        assert_eq!(warnings, 1, "one warning per store, not per entry");
+        v.save(&a, &msgpack(&floats.to_vec()))?;
+        assert_eq!(v.load(&a)?, Some(msgpack(&floats.to_vec())), "rewritten");
+        assert_eq!(v.load(&b)?, None);
+
+        let root = dir.path().join("calls");
+        let c = Hdf5Calls::open(&root, 2)?;
+        let record = CallRecord::new(d(6, 1), "m::f", d(5, 5));
+        write_layout_1(
+            &calls_file(&root, &record.key),
+            &[(record.key, None, Some(&record))],
+        );
+        let (loaded, warnings) = count_warnings(|| [c.load(&record.key), c.load(&record.key)]);
+        assert!(loaded.iter().all(|l| matches!(l, Ok(None))), "{loaded:?}");
+        assert_eq!(warnings, 1);
+        c.save(record.clone())?;
+        assert_eq!(c.load(&record.key)?, Some(record));
+        Ok(())
+    }
+
+    #[test]
+    fn replacing_a_record_is_one_commit() -> Result<(), StorageError> {
+        let dir = tmp();
+        let c = Hdf5Calls::open(dir.path(), 2)?;
+        let key = d(4, 1);
+        let first = CallRecord::new(key, "m::f", d(5, 5));
+        c.save(first.clone())?;
+        c.save(CallRecord::new(d(4, 2), "m::f", d(5, 5)))?;
+        let second = CallRecord::new(key, "m::f", d(5, 6));
+        let (saved, commits) = hooks::count_commits(|| c.save(second.clone()));
+        saved?;
+        assert_eq!(
+            commits, 1,
+            "the old record is replaced in the commit that adds the new"
+        );
+        assert_eq!(c.load(&key)?, Some(second));
+        // A process killed right after the first commit of a replacement: the key is there.
+        let third = CallRecord::new(key, "m::f", d(5, 7));
+        let crashed = hooks::crash_after_commits(1, || c.save(third.clone()));
+        assert!(crashed.is_err(), "the simulated crash");
+        assert_eq!(c.load(&key)?, Some(third.clone()));
+        assert_eq!(c.records()?.len(), 2);
+        // Storing what is there already changes nothing.
+        let (saved, commits) = hooks::count_commits(|| c.save(third.clone()));
+        saved?;
+        assert_eq!(commits, 0);
+        let v = Hdf5Values::open(dir.path().join("values"), 2)?;
+        let bytes = msgpack(&vec![1.0f64, 2.0]);
+        v.save(&d(1, 1), &bytes)?;
+        let (saved, commits) = hooks::count_commits(|| v.save(&d(1, 1), &bytes));
+        saved?;
+        assert_eq!(commits, 0, "a value is stored once");
+        Ok(())
+    }
+
+    #[test]
+    fn an_unparseable_file_is_moved_aside_and_a_new_one_written() -> Result<(), StorageError> {
+        let dir = tmp();
+        let root = dir.path().join("calls");
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        let c = Hdf5Calls::open(&root, 2)?;
+        let one = msgpack(&vec![1.0f64]);
+        for (n, damage) in [&b"garbage"[..], b"", b"\x89HDF\r\n\x1a\n\x03"]
+            .iter()
+            .enumerate()
+        {
+            let n = u8::try_from(n).unwrap_or(0);
+            let (old, new) = (d(10 + n, 1), d(10 + n, 2));
+            v.save(&old, &one)?;
+            c.save(CallRecord::new(old, "m::f", old))?;
+            for file in [v.file_of(&old), calls_file(&root, &old)] {
+                fs::write(&file, damage).map_err(|e| io_error(&file, e))?;
+            }
+            assert!(is_corrupt(&v.load(&old)), "{:?}", v.load(&old));
+            assert!(is_corrupt(&c.load(&old)), "{:?}", c.load(&old));
+            v.save(&new, &one)?;
+            c.save(CallRecord::new(new, "m::f", new))?;
+            assert_eq!(v.load(&new)?, Some(one.clone()));
+            assert_eq!(c.load(&new)?.map(|r| r.result), Some(new));
+            assert_eq!(v.load(&old)?, None, "what the damaged file held is gone");
+            for (dir, file) in [
+                (dir.path(), v.file_of(&old)),
+                (&root, calls_file(&root, &old)),
+            ] {
+                let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+                let aside: Vec<PathBuf> = fs::read_dir(dir)
+                    .map_err(|e| io_error(dir, e))?
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name().is_some_and(|f| {
+                            f.to_string_lossy()
+                                .starts_with(&format!("{}.corrupt-", name.as_deref().unwrap_or("")))
+                        })
+                    })
+                    .collect();
+                assert_eq!(aside.len(), 1, "{aside:?}");
+                assert_eq!(
+                    fs::read(&aside[0]).ok().as_deref(),
+                    Some(*damage),
+                    "kept as it was"
+                );
+            }
+        }
+        // The store opens again: the moved-aside files are not mistaken for entries.
+        let again = Hdf5Values::open(dir.path(), 2)?;
+        assert_eq!(again.digests()?.len(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn damage_anywhere_never_yields_a_wrong_entry_nor_blocks_writes() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        let entries = [
+            (
+                d(1, 1),
+                msgpack(&(0..64).map(f64::from).collect::<Vec<_>>()),
+            ),
+            (d(1, 2), msgpack(&(0..64i64).collect::<Vec<_>>())),
+            (d(1, 3), msgpack(&("some text", vec![1u8; 40]))),
+        ];
+        for (at, bytes) in &entries {
+            v.save(at, bytes)?;
+        }
+        let path = v.file_of(&d(1, 1));
+        let pristine = fs::read(&path).map_err(|e| io_error(&path, e))?;
+        let step = (pristine.len() / 499).max(1);
+        for offset in (0..pristine.len()).step_by(step) {
+            let mut damaged = pristine.clone();
+            for b in damaged.iter_mut().skip(offset).take(4) {
+                *b ^= 0x5a;
+            }
+            fs::write(&path, &damaged).map_err(|e| io_error(&path, e))?;
+            for (at, bytes) in &entries {
+                match v.load(at) {
+                    Ok(Some(got)) => assert_eq!(&got, bytes, "offset {offset}: a wrong entry"),
+                    Ok(None) | Err(StorageError::Corrupt { .. }) => {}
+                    Err(e) => panic!("offset {offset}: {e}"),
+                }
+            }
+            let (at, bytes) = (d(1, 9), msgpack(&vec![9.5f64]));
+            v.save(&at, &bytes)
+                .unwrap_or_else(|e| panic!("offset {offset}: a write fails: {e}"));
+            assert_eq!(v.load(&at)?, Some(bytes), "offset {offset}");
+            for p in fs::read_dir(dir.path()).map_err(|e| io_error(dir.path(), e))? {
+                let p = p.map_err(|e| io_error(dir.path(), e))?.path();
+                if p.to_string_lossy().contains(".corrupt-") {
+                    fs::remove_file(&p).map_err(|e| io_error(&p, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_that_are_not_regular_are_refused_unread() -> Result<(), StorageError> {
+        let dir = tmp();
+        let elsewhere = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        let one = msgpack(&vec![1.0f64]);
+        v.save(&d(1, 1), &one)?;
+        // A link to a sound file elsewhere is not followed.
+        let target = elsewhere.path().join("real.h5");
+        let link = v.file_of(&d(1, 1));
+        fs::rename(&link, &target).map_err(|e| io_error(&link, e))?;
+        std::os::unix::fs::symlink(&target, &link).map_err(|e| io_error(&link, e))?;
+        let before = fs::read(&target).map_err(|e| io_error(&target, e))?;
+        let loaded = v.load(&d(1, 1));
+        assert!(is_corrupt(&loaded), "{loaded:?}");
+        // A write moves the link aside and leaves what it pointed at alone.
+        v.save(&d(1, 2), &one)?;
+        assert_eq!(v.load(&d(1, 2))?, Some(one.clone()));
+        assert_eq!(fs::read(&target).ok(), Some(before));
+        assert!(
+            !fs::symlink_metadata(&link)
+                .map_err(|e| io_error(&link, e))?
+                .is_symlink()
+        );
+        // A FIFO is refused at once, not waited on.
+        let fifo = v.file_of(&d(2, 1));
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let loaded = v.load(&d(2, 1));
+            assert!(is_corrupt(&loaded), "{loaded:?}");
+            v.save(&d(2, 2), &one)?;
+            assert_eq!(v.load(&d(2, 2))?, Some(one));
+        }
+        Ok(())
+    }
+
+    /// The test below, run again inside a mount namespace where its cache is a read-only bind
+    /// mount.
+    const READ_ONLY_CHILD: &str = "FLECHE_TEST_HDF5_READ_ONLY_ROOT";
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_cache_on_read_only_media_can_be_read() -> Result<(), StorageError> {
+        use std::process::Command;
+        let (a, b) = (d(1, 1), d(2, 1));
+        let one = msgpack(&vec![1.0f64]);
+        if let Some(root) = std::env::var_os(READ_ONLY_CHILD) {
+            let root = PathBuf::from(root);
+            let v = Hdf5Values::open(root.join("values"), 2)?;
+            let c = Hdf5Calls::open(root.join("calls"), 2)?;
+            assert_eq!(v.load(&a)?, Some(one.clone()), "its lock file exists");
+            assert_eq!(
+                v.load(&b)?,
+                Some(one.clone()),
+                "its lock file cannot be created"
+            );
+            assert!(v.contains(&a)?);
+            assert_eq!(v.digests()?.len(), 2);
+            assert_eq!(c.load(&a)?.map(|r| r.result), Some(b));
+            assert_eq!(c.records()?.len(), 1);
+            assert!(v.save(&d(3, 1), &one).is_err(), "read-only");
+            return Ok(());
+        }
+        let src = tmp();
+        let mnt = tmp();
+        let v = Hdf5Values::open(src.path().join("values"), 2)?;
+        let c = Hdf5Calls::open(src.path().join("calls"), 2)?;
+        v.save(&a, &one)?;
+        v.save(&b, &one)?;
+        c.save(CallRecord::new(a, "m::f", b))?;
+        let lock = v.file_of(&b).with_extension("h5.lock");
+        fs::remove_file(&lock).map_err(|e| io_error(&lock, e))?;
+        let mount = |then: &str| {
+            Command::new("unshare")
+                .args(["-m", "sh", "-c"])
+                .arg(format!("mount --bind -o ro \"$0\" \"$1\" {then}"))
+                .arg(src.path())
+                .arg(mnt.path())
+                .env(READ_ONLY_CHILD, mnt.path())
+                .status()
+        };
+        if !mount("").is_ok_and(|s| s.success()) {
+            eprintln!("skipped: a read-only bind mount needs root and `unshare -m`");
+            return Ok(());
+        }
+        let exe = std::env::current_exe().map_err(|e| io_error(Path::new("test binary"), e))?;
+        let test = "hdf5::store::tests::a_cache_on_read_only_media_can_be_read";
+        let status = mount(&format!(
+            "&& exec '{}' --exact {test} --test-threads=1 --nocapture",
+            exe.display()
+        ));
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "reading the read-only cache failed: {status:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn values_come_back_byte_for_byte() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        let floats = msgpack(&vec![1.0f64, 2.0]);
+        let mut trailing = floats.clone();
+        trailing.push(0xc0);
+        // The same two floats behind a longer array header than rmp writes.
+        let mut long_header = vec![0xdc, 0, 2];
+        long_header.extend_from_slice(&floats[1..]);
+        let ints = msgpack(&vec![0i64, -1, 200, -200, i64::MAX, i64::MIN]);
+        // 1 as a uint64: an integer array, but not in the shortest form.
+        let wide_int = vec![0x91, 0xcf, 0, 0, 0, 0, 0, 0, 0, 1];
+        let matrix = msgpack(&vec![vec![1.0f64, 2.0], vec![3.0, 4.0]]);
+        let values = [floats, trailing, long_header, ints, wide_int, matrix];
+        for (i, bytes) in (0u8..).zip(&values) {
+            v.save(&d(1, i), bytes)?;
+            assert_eq!(v.load(&d(1, i))?.as_ref(), Some(bytes), "{i}");
+        }
+        let file = File::open(v.file_of(&d(1, 0))).unwrap_or_else(|e| panic!("{e}"));
+        let kind = |i: u8| {
+            let attrs = file.group(&d(1, i).to_hex()).and_then(|g| g.attrs());
+            attrs.ok().and_then(|a| {
+                a.get(ATTR_LAYOUT)
+                    .and_then(|x| x.as_str().map(str::to_owned))
+            })
+        };
+        let kinds: Vec<_> = (0..6).map(kind).collect();
+        let expected = ["f64", "msgpack", "msgpack", "i64", "msgpack", "f64-2d"];
+        assert_eq!(kinds, expected.map(|k| Some(k.to_owned())));
+        Ok(())
+    }
+
+    #[test]
+    fn entries_and_files_are_bounded_by_max_entry_size() -> Result<(), StorageError> {
+        let dir = tmp();
+        let max = 64 * 1024;
+        let v = Hdf5Values::open(dir.path(), 2)?.max_entry_size(max);
+        // Too large to store.
+        let big = msgpack(&vec![0.5f64; 8000]);
+        let err = v.save(&d(1, 1), &big).err();
+        assert!(
+            matches!(err, Some(StorageError::TooLarge { .. })),
+            "{err:?}"
+        );
+        // Small integers: the MessagePack fits, an int64 dataset would not; stored as a blob.
+        let ints = msgpack(&vec![1i64; 10_000]);
+        v.save(&d(1, 2), &ints)?;
+        assert_eq!(v.load(&d(1, 2))?, Some(ints));
+        // A dataset whose shape says more than the limit, in a small (compressed) file: refused
+        // from its shape, unread.
+        let at = d(2, 1);
+        v.save(&at, &msgpack(&vec![0.0f64; 10]))?;
+        let path = v.file_of(&at);
+        edit(&path, |f| {
+            let data = format!("{}/data", at.to_hex());
+            f.root().delete(&data)?;
+            f.root().create_dataset(&data, |b| {
+                b.with_f64_data(&vec![0.0; 1 << 20])
+                    .with_chunks(&[1 << 16])
+                    .with_deflate(9);
+            })?;
+            Ok(())
+        });
+        let len = fs::metadata(&path).map_err(|e| io_error(&path, e))?.len();
+        assert!(len < max, "the file is small: {len}");
+        let err = v.load(&at).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("1048576 elements") && err.contains("max_entry_size"),
+            "{err}"
+        );
+        // A file longer than the limit is not read at all.
+        let roomy = Hdf5Values::open(dir.path(), 2)?.max_entry_size(1 << 20);
+        let at = d(3, 1);
+        roomy.save(&at, &big)?;
+        let err = v.load(&at).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("the file is") && err.contains("max_entry_size"),
+            "{err}"
+        );
+        // Nor grown past it.
+        let err = v.save(&d(3, 2), &msgpack(&vec![1.5f64; 10])).err();
+        let err = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("would make this file"), "{err}");
+        // Records too.
+        let c = Hdf5Calls::open(dir.path().join("calls"), 2)?.max_entry_size(100);
+        let mut r = CallRecord::new(d(4, 1), "m::f", d(5, 5));
+        r.function = "f".repeat(200);
+        assert!(matches!(c.save(r), Err(StorageError::TooLarge { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn evicting_from_a_damaged_file_moves_it_aside() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        let one = msgpack(&vec![1.0f64]);
+        v.save(&d(1, 1), &one)?;
+        let path = v.file_of(&d(1, 1));
+        fs::write(&path, b"garbage").map_err(|e| io_error(&path, e))?;
+        assert!(!v.evict(&d(1, 1))?, "nothing readable was removed");
+        assert!(!path.exists());
+        v.save(&d(1, 1), &one)?;
+        assert!(v.evict(&d(1, 1))?);
+        assert_eq!(v.load(&d(1, 1))?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn readers_without_a_lock_only_on_read_only_or_foreign_media() {
+        use io::ErrorKind as K;
+        for kind in [K::ReadOnlyFilesystem, K::PermissionDenied] {
+            assert!(reads_without_lock(&io::Error::from(kind)), "{kind:?}");
+        }
+        for kind in [K::NotFound, K::StorageFull, K::Other, K::Interrupted] {
+            assert!(!reads_without_lock(&io::Error::from(kind)), "{kind:?}");
+        }
+        #[cfg(target_os = "linux")]
+        for (errno, reads) in [
+            (libc::EROFS, true),
+            (libc::EACCES, true),
+            (libc::EPERM, true),
+            (libc::EIO, false),
+        ] {
+            assert_eq!(
+                reads_without_lock(&io::Error::from_raw_os_error(errno)),
+                reads,
+                "{errno}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_checksum_is_over_the_documented_bytes() -> Result<(), StorageError> {
+        let dir = tmp();
+        let v = Hdf5Values::open(dir.path(), 2)?;
+        let c = Hdf5Calls::open(dir.path().join("calls"), 2)?;
+        let (at, bytes) = (d(1, 1), msgpack(&vec![1.5f64, 2.5]));
+        v.save(&at, &bytes)?;
+        let record = CallRecord::new(d(2, 1), "m::f", at);
+        c.save(record.clone())?;
+        let stored = |path: PathBuf, at: &Digest| {
+            let file = File::open(path).unwrap_or_else(|e| panic!("{e}"));
+            let attrs = file.group(&at.to_hex()).and_then(|g| g.attrs());
+            attrs.unwrap_or_else(|e| panic!("{e}"))
+        };
+        let attrs = stored(v.file_of(&at), &at);
+        let sum = integrity::checksum(b"fleche-hdf5/2/f64", &at, &bytes);
+        assert_eq!(
+            attrs.get("checksum"),
+            Some(&AttrValue::U8Array(sum.to_le_bytes().to_vec()))
+        );
+        assert_eq!(attrs.get("layout_version"), Some(&AttrValue::U32(2)));
+        assert_eq!(
+            attrs.get("address").and_then(AttrValue::as_str),
+            Some(&*at.to_hex())
+        );
+        let attrs = stored(c.file_of(&record.key), &record.key);
+        let sum = integrity::checksum(b"fleche-hdf5/2/record", &record.key, &msgpack(&record));
+        assert_eq!(
+            attrs.get("checksum"),
+            Some(&AttrValue::U8Array(sum.to_le_bytes().to_vec()))
+        );
         Ok(())
     }
 }

@@ -124,3 +124,123 @@ fn s06_prefixes_share_files_and_corrupt_files_are_misses() {
     assert!(RUNS.get() > before, "a corrupt file is a miss");
     assert!(warnings.contains("corrupt entry"), "{warnings}");
 }
+
+/// A result holding a number that appears once in its HDF5 file, so a test can find and change
+/// it in the file's bytes.
+fn marked_values(n: u32) -> Vec<f64> {
+    (0..n).map(|i| 1234.5678 + f64::from(i)).collect()
+}
+
+static MARKED_RUNS: Counter = Counter::new();
+
+#[memoize(name = "hdf5.marked")]
+fn marked(n: u32) -> Vec<f64> {
+    MARKED_RUNS.hit();
+    marked_values(n)
+}
+
+static HEALED_RUNS: Counter = Counter::new();
+
+#[memoize(name = "hdf5.healed")]
+fn healed(n: u32) -> Vec<f64> {
+    HEALED_RUNS.hit();
+    marked_values(n)
+}
+
+static BOUNDED_RUNS: Counter = Counter::new();
+
+#[memoize(name = "hdf5.bounded")]
+fn bounded(n: u32) -> Vec<f64> {
+    BOUNDED_RUNS.hit();
+    marked_values(n)
+}
+
+fn h5_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "h5"))
+        .collect()
+}
+
+#[test]
+fn hdf5_a_number_changed_in_a_dataset_is_a_miss_not_a_wrong_result() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = Cache::hdf5(dir.path(), 2).unwrap_or_else(|e| panic!("{e}"));
+    let stored = with_cache(&cache, || marked(3));
+    let needle = 1234.5678f64.to_le_bytes();
+    let mut changed = 0;
+    for file in h5_files(&dir.path().join("values")) {
+        let mut bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(at) = bytes.windows(8).position(|w| w == needle) {
+            bytes[at..at + 8].copy_from_slice(&(-1.0f64).to_le_bytes());
+            std::fs::write(&file, &bytes).unwrap_or_else(|e| panic!("{e}"));
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, 1, "the number is stored once, as a float64");
+    let before = MARKED_RUNS.get();
+    let (again, warnings) = capture_warnings(|| with_cache(&cache, || marked(3)));
+    assert_eq!(again, stored, "never the changed value");
+    assert_eq!(MARKED_RUNS.get(), before + 1, "a miss");
+    assert!(warnings.contains("checksum mismatch"), "{warnings}");
+    // The next store repaired it.
+    let (third, warnings) = capture_warnings(|| with_cache(&cache, || marked(3)));
+    assert_eq!(third, stored);
+    assert_eq!(MARKED_RUNS.get(), before + 1, "a hit");
+    assert!(warnings.is_empty(), "{warnings}");
+}
+
+#[test]
+fn hdf5_an_unparseable_file_is_moved_aside_and_the_cache_heals() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = Cache::hdf5(dir.path(), 1).unwrap_or_else(|e| panic!("{e}"));
+    with_cache(&cache, || healed(5));
+    for part in ["values", "calls"] {
+        for file in h5_files(&dir.path().join(part)) {
+            std::fs::write(&file, b"not hdf5").unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let before = HEALED_RUNS.get();
+    let (_, warnings) = capture_warnings(|| with_cache(&cache, || healed(5)));
+    assert_eq!(HEALED_RUNS.get(), before + 1, "a miss");
+    assert!(warnings.contains("moved aside"), "{warnings}");
+    let (_, warnings) = capture_warnings(|| with_cache(&cache, || healed(5)));
+    assert_eq!(HEALED_RUNS.get(), before + 1, "stored again: a hit");
+    assert!(warnings.is_empty(), "{warnings}");
+    for part in ["values", "calls"] {
+        let aside: Vec<_> = std::fs::read_dir(dir.path().join(part))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".h5.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{part}: the damaged file is kept");
+        let kept = std::fs::read(aside[0].path()).unwrap_or_default();
+        assert_eq!(kept, b"not hdf5");
+    }
+    assert_eq!(cache.records().map(|r| r.len()).unwrap_or(0), 1);
+}
+
+#[test]
+fn hdf5_max_entry_size_is_configured() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let toml = format!(
+        "template = \"hdf5\"\nroot = {:?}\nmax_entry_size = \"64 KiB\"\n",
+        dir.path().display().to_string()
+    );
+    let cache = Cache::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"));
+    let before = BOUNDED_RUNS.get();
+    let (_, warnings) = capture_warnings(|| with_cache(&cache, || bounded(10_000)));
+    assert!(warnings.contains("max_entry_size"), "{warnings}");
+    with_cache(&cache, || bounded(10_000));
+    assert_eq!(
+        BOUNDED_RUNS.get(),
+        before + 2,
+        "90 KB of floats is not stored"
+    );
+    with_cache(&cache, || (bounded(10), bounded(10)));
+    assert_eq!(BOUNDED_RUNS.get(), before + 3, "a small result is");
+}
