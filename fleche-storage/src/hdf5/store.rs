@@ -166,6 +166,39 @@ enum Edit {
 }
 
 impl H5Dir {
+    /// Removes the temporary files (`.tmp-*`, where new `.h5` files are written before they are
+    /// renamed into place) last modified more than `older_than` ago.
+    fn reclaim_temporary(&self, older_than: Duration) -> Result<usize, StorageError> {
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error(&self.root, e)),
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(|n| n.starts_with(".tmp-")) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .ok()
+                .filter(fs::Metadata::is_file)
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > older_than);
+            if old {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error(&entry.path(), e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn open(root: &Path, prefix_length: usize, shared: bool) -> Result<Self, StorageError> {
         if !PREFIX_LENGTHS.contains(&prefix_length) {
             return Err(StorageError::Settings {
@@ -1139,6 +1172,10 @@ impl ValueStorage for Hdf5Values {
     fn digests(&self) -> Result<Vec<Digest>, StorageError> {
         self.dir.digests()
     }
+
+    fn reclaim_temporary(&self, older_than: Duration) -> Result<usize, StorageError> {
+        self.dir.reclaim_temporary(older_than)
+    }
 }
 
 /// Call records in HDF5 files.
@@ -1217,6 +1254,43 @@ impl Hdf5Calls {
         self.dir.verify(key, RECORD, &blob, expected)?;
         Ok(Some(blob))
     }
+
+    /// Stores `record` in one commit, replacing a record of the same key unless `keep_existing`
+    /// (then a readable record of the key stays, and `Ok(false)` says so).
+    fn store(&self, record: CallRecord, keep_existing: bool) -> Result<bool, StorageError> {
+        let key = record.key;
+        let blob = rmp_serde::to_vec_named(&record).map_err(|source| StorageError::Encode {
+            location: self.dir.location(),
+            key,
+            source,
+        })?;
+        let max = self.dir.max_entry_size;
+        if blob.len() as u64 > max {
+            return Err(StorageError::TooLarge {
+                location: self.dir.location(),
+                digest: key,
+                size: blob.len() as u64,
+                max,
+            });
+        }
+        let sum = checksum(RECORD, &key, &blob);
+        let existed = std::cell::Cell::new(false);
+        let current = |file: &File| match self.read(file, &key) {
+            Ok(Some(_)) if keep_existing => {
+                existed.set(true);
+                true
+            }
+            Ok(Some(b)) => b == blob,
+            _ => false,
+        };
+        self.dir.write(&key, blob.len() as u64, current, |g| {
+            g.attr("function", AttrValue::VarLenString(record.function.clone()))?;
+            g.attr("result", AttrValue::VarLenString(record.result.to_hex()))?;
+            stamp(g, &key, sum)?;
+            g.bytes("record", &blob)
+        })?;
+        Ok(!existed.get())
+    }
 }
 
 impl CallStorage for Hdf5Calls {
@@ -1237,29 +1311,13 @@ impl CallStorage for Hdf5Calls {
 
     /// Stores `record`, replacing a record of the same key in the same commit.
     fn save(&self, record: CallRecord) -> Result<(), StorageError> {
-        let key = record.key;
-        let blob = rmp_serde::to_vec_named(&record).map_err(|source| StorageError::Encode {
-            location: self.dir.location(),
-            key,
-            source,
-        })?;
-        let max = self.dir.max_entry_size;
-        if blob.len() as u64 > max {
-            return Err(StorageError::TooLarge {
-                location: self.dir.location(),
-                digest: key,
-                size: blob.len() as u64,
-                max,
-            });
-        }
-        let sum = checksum(RECORD, &key, &blob);
-        let current = |file: &File| matches!(self.read(file, &key), Ok(Some(b)) if b == blob);
-        self.dir.write(&key, blob.len() as u64, current, |g| {
-            g.attr("function", AttrValue::VarLenString(record.function.clone()))?;
-            g.attr("result", AttrValue::VarLenString(record.result.to_hex()))?;
-            stamp(g, &key, sum)?;
-            g.bytes("record", &blob)
-        })
+        self.store(record, false).map(|_| ())
+    }
+
+    /// Stores `record` unless a readable record of its key is there, decided under the file's
+    /// exclusive lock (so across processes too).
+    fn save_new(&self, record: CallRecord) -> Result<bool, StorageError> {
+        self.store(record, true)
     }
 
     fn evict(&self, key: &Digest) -> Result<bool, StorageError> {
@@ -1270,6 +1328,10 @@ impl CallStorage for Hdf5Calls {
         Ok(crate::record::readable(self.dir.digests()?, |k| {
             self.load(k)
         }))
+    }
+
+    fn reclaim_temporary(&self, older_than: Duration) -> Result<usize, StorageError> {
+        self.dir.reclaim_temporary(older_than)
     }
 }
 
@@ -1344,6 +1406,25 @@ mod tests {
         values.save(&at, &bytes)?;
         let back = values.load(&at)?.unwrap_or_default();
         Ok(rmp_serde::from_slice(&back).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn stale_temporary_files_are_reclaimed() -> Result<(), StorageError> {
+        let dir = tmp();
+        let c = Hdf5Calls::open(dir.path(), 2)?;
+        let old = dir.path().join(".tmp-killed");
+        let fresh = dir.path().join(".tmp-writing");
+        for p in [&old, &fresh] {
+            fs::write(p, b"partial").map_err(|e| io_error(p, e))?;
+        }
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200)))
+            .map_err(|e| io_error(&old, e))?;
+        assert_eq!(c.reclaim_temporary(Duration::from_secs(3600))?, 1);
+        assert!(!old.exists() && fresh.exists());
+        Ok(())
     }
 
     #[test]

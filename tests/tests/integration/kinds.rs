@@ -336,6 +336,9 @@ fn c08_concurrent_transfers_copy_each_key_once() {
     if cfg!(feature = "sqlite") {
         backends.push("sqlite");
     }
+    if cfg!(feature = "hdf5") {
+        backends.push("hdf5");
+    }
     for backend in backends {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let shared = Cache::memory();
