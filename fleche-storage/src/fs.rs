@@ -145,6 +145,40 @@ pub(crate) fn temp_file_in(dir: &Path, shared: bool) -> Result<tempfile::NamedTe
     Ok(tmp)
 }
 
+/// Removes, among `paths`, the temporary files (named `.tmp-*`) last modified more than
+/// `older_than` ago: what writers killed between creating and renaming them left behind.
+/// Returns how many were removed.
+pub(crate) fn reclaim_temporary(
+    paths: impl IntoIterator<Item = std::path::PathBuf>,
+    older_than: std::time::Duration,
+) -> Result<usize, crate::StorageError> {
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for path in paths {
+        let temporary = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".tmp-"));
+        if !temporary {
+            continue;
+        }
+        let stale = fs::symlink_metadata(&path)
+            .ok()
+            .filter(fs::Metadata::is_file)
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > older_than);
+        if stale {
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 #[cfg(unix)]
 pub(crate) mod tests {

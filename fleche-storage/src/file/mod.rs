@@ -318,36 +318,13 @@ impl EntryDir {
     /// Removes the temporary files (`.tmp-*`) in the fan-out directories last modified more than
     /// `older_than` ago: what writers killed between creating and renaming them left behind.
     fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
-        let now = std::time::SystemTime::now();
-        let mut removed = 0;
-        for entry in walkdir::WalkDir::new(&self.root)
+        let paths = walkdir::WalkDir::new(&self.root)
             .min_depth(2)
             .max_depth(2)
             .into_iter()
             .filter_map(Result::ok)
-        {
-            let is_temp = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(".tmp-"));
-            if !is_temp || !entry.file_type().is_file() {
-                continue;
-            }
-            let old = entry
-                .metadata()
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > older_than);
-            if old {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_error(entry.path(), e)),
-                }
-            }
-        }
-        Ok(removed)
+            .map(walkdir::DirEntry::into_path);
+        crate::fs::reclaim_temporary(paths, older_than)
     }
 
     /// Every entry's digest, read from the file names; temporary and foreign files are skipped.

@@ -169,34 +169,13 @@ impl H5Dir {
     /// Removes the temporary files (`.tmp-*`, where new `.h5` files are written before they are
     /// renamed into place) last modified more than `older_than` ago.
     fn reclaim_temporary(&self, older_than: Duration) -> Result<usize, StorageError> {
-        let now = std::time::SystemTime::now();
-        let mut removed = 0;
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(io_error(&self.root, e)),
         };
-        for entry in entries.filter_map(Result::ok) {
-            let name = entry.file_name();
-            if !name.to_str().is_some_and(|n| n.starts_with(".tmp-")) {
-                continue;
-            }
-            let old = entry
-                .metadata()
-                .ok()
-                .filter(fs::Metadata::is_file)
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > older_than);
-            if old {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_error(&entry.path(), e)),
-                }
-            }
-        }
-        Ok(removed)
+        let paths = entries.filter_map(Result::ok).map(|e| e.path());
+        crate::fs::reclaim_temporary(paths, older_than)
     }
 
     fn open(root: &Path, prefix_length: usize, shared: bool) -> Result<Self, StorageError> {
