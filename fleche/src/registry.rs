@@ -50,26 +50,20 @@ impl Cache {
     /// opened.
     pub fn from_toml_str(text: &str) -> Result<Self, Error> {
         let env = Env::from_process();
-        let mut wrapped = toml::Table::new();
-        let definition: toml::Table = toml::from_str(text).map_err(|e| {
-            ConfigError::new(
-                &env.cwd.join("<string>"),
-                None,
-                None,
-                e.to_string().trim_end(),
-            )
+        let origin = env.cwd.join("<string>");
+        let definition: toml::Table = toml::from_str(text)
+            .map_err(|e| ConfigError::new(&origin, None, None, e.to_string().trim_end()))?;
+        let spec = crate::config::parse_definition(
+            "cache",
+            &toml::Value::Table(definition),
+            &origin,
+            &env,
+        )
+        .map_err(|errors| {
+            ConfigError::first_of(&errors)
+                .unwrap_or_else(|| ConfigError::new(&origin, None, None, "no cache definition"))
         })?;
-        wrapped.insert("cache".to_owned(), toml::Value::Table(definition));
-        let config = Config::from_toml_str(&wrapped.to_string(), &env.cwd, &env)?;
-        match config.spec("cache")? {
-            Some(spec) => Cache::open(spec),
-            None => Err(Error::Config(ConfigError::new(
-                &env.cwd.join("<string>"),
-                None,
-                None,
-                "no cache definition",
-            ))),
-        }
+        Cache::open(&spec)
     }
 
     /// Opens the storages a checked definition describes and assembles the cache.

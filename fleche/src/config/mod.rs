@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use env::Env;
 pub use spec::CacheSpec;
-pub(crate) use spec::{LayerSpec, Shape, Storages};
+pub(crate) use spec::{LayerSpec, Shape, Storages, parse as parse_definition};
 
 /// The name of the files discovered by walking up from the working directory.
 pub const FILE_NAME: &str = "fleche.toml";

@@ -439,3 +439,17 @@ fn scope_is_carried_into_rayon_and_scoped_threads() {
     });
     assert!(seen.is_some_and(|c| !c.same_as(&cache)));
 }
+
+#[test]
+fn a_cache_from_a_toml_string_names_the_bad_key() {
+    let err = Cache::from_toml_str("values.type = \"redis\"\ncalls.type = \"memory\"")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("<string>: `cache.values.type`: unknown storage type `redis`"),
+        "{err}"
+    );
+    let ok = Cache::from_toml_str("template = \"memory\"\nmax_size = 2");
+    assert!(ok.is_ok_and(|c| c.name() == "cache"));
+}
