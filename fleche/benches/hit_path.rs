@@ -65,6 +65,39 @@ mod scalar_hit {
     }
 }
 
+/// The same hits cycling over 64 distinct keys, so no row is served from one hot slot.
+#[divan::bench_group(name = "fn(u64) hit, 64 keys")]
+mod scalar_hit_64 {
+    use super::*;
+
+    #[divan::bench]
+    fn fleche_memory(bencher: Bencher<'_, '_>) {
+        let cache = fleche::Cache::memory();
+        fleche::with_cache(&cache, || {
+            (0..64).for_each(|k| {
+                scalar::fleche_f(k);
+            });
+            let mut k = 0u64;
+            bencher.bench_local(|| {
+                k = (k + 1) & 63;
+                scalar::fleche_f(black_box(k))
+            });
+        });
+    }
+
+    #[divan::bench]
+    fn cached_unbounded(bencher: Bencher<'_, '_>) {
+        (0..64).for_each(|k| {
+            scalar::cached_f(k);
+        });
+        let mut k = 0u64;
+        bencher.bench_local(|| {
+            k = (k + 1) & 63;
+            scalar::cached_f(black_box(k))
+        });
+    }
+}
+
 #[divan::bench_group(name = "fn(u64) miss", max_time = 2)]
 mod scalar_miss {
     use super::*;
