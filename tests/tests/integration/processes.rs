@@ -11,12 +11,12 @@ use fleche::{Cache, with_cache};
 // The helper's own functions, so this process reads what the helpers wrote.
 use fleche_tests::stress::{block, square};
 
-const STRESS: &str = env!("CARGO_BIN_EXE_fleche-stress");
+use crate::support::{STRESS, sweep_in_processes};
 
 #[test]
 fn s07_four_processes_on_one_file_cache() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    sweep_in_four_processes("sweep", dir.path());
+    sweep_in_processes("sweep", dir.path(), 200, 4);
     let cache = Cache::msgpack(dir.path(), FileOptions::new()).unwrap_or_else(|e| panic!("{e}"));
     check_sweep(&cache);
 }
@@ -26,29 +26,9 @@ fn s07_four_processes_on_one_file_cache() {
 fn s07_four_processes_on_one_sqlite_cache() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let db = dir.path().join("cache.db");
-    sweep_in_four_processes("sweep-sql", &db);
+    sweep_in_processes("sweep-sql", &db, 200, 4);
     let cache = Cache::sqlite(&db).unwrap_or_else(|e| panic!("{e}"));
     check_sweep(&cache);
-}
-
-/// Runs four helpers at once, each calling `square` on the keys 0..200 in its own order.
-fn sweep_in_four_processes(command: &str, target: &std::path::Path) {
-    let target = target.display().to_string();
-    let children: Vec<_> = (0..4)
-        .map(|seed: u32| {
-            Command::new(STRESS)
-                .args([command, &target, "200", &seed.to_string()])
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {STRESS}: {e}"))
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        assert!(out.stderr.is_empty(), "no errors or warnings: {stderr}");
-    }
 }
 
 /// No errors, every entry readable by this process, no duplicate records.

@@ -3,13 +3,12 @@
 //! databases are migrated; many processes open a new database at once.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use fleche::storage::{SqlDatabase, SqlTarget};
 use fleche::{Cache, Digest, with_cache};
 use rusqlite::{Connection, params};
 
-use crate::support::{Counter, capture_warnings};
+use crate::support::{Counter, capture_warnings, sweep_in_processes};
 
 fn sqlite(path: &Path) -> Cache {
     Cache::sqlite(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -250,27 +249,10 @@ fn a_schema_1_database_is_migrated_its_rows_miss_with_one_warning() {
     assert_eq!(c.records().unwrap_or_default().len(), 3);
 }
 
-const STRESS: &str = env!("CARGO_BIN_EXE_fleche-stress");
-
 #[test]
 fn twelve_processes_open_a_new_sqlite_cache_at_once() {
-    for round in 0..20 {
+    for _round in 0..20 {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let db = dir.path().join("cache.db").display().to_string();
-        let children: Vec<_> = (0..12u32)
-            .map(|seed| {
-                Command::new(STRESS)
-                    .args(["sweep-sql", &db, "8", &seed.to_string()])
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap_or_else(|e| panic!("cannot start {STRESS}: {e}"))
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "round {round}: {stderr}");
-            assert!(out.stderr.is_empty(), "round {round}: {stderr}");
-        }
+        sweep_in_processes("sweep-sql", &dir.path().join("cache.db"), 8, 12);
     }
 }

@@ -1,4 +1,5 @@
-//! Shared test support: a call counter and a capture of `tracing` warnings.
+//! Shared test support: a call counter, a capture of `tracing` warnings, and sweeps run by the
+//! `fleche-stress` helper in several processes.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,4 +48,36 @@ pub(crate) fn capture_warnings<R>(f: impl FnOnce() -> R) -> (R, String) {
     let text =
         String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
     (r, text)
+}
+
+/// The helper binary the multi-process tests start.
+pub(crate) const STRESS: &str = env!("CARGO_BIN_EXE_fleche-stress");
+
+/// Runs `fleche-stress COMMAND TARGET CALLS SEED` in `processes` processes at once (seeds
+/// `0..processes`) and asserts that each succeeds with nothing on stderr (no error, no warning).
+pub(crate) fn sweep_in_processes(
+    command: &str,
+    target: &std::path::Path,
+    calls: u32,
+    processes: u32,
+) {
+    let target = target.display().to_string();
+    let children: Vec<_> = (0..processes)
+        .map(|seed| {
+            std::process::Command::new(STRESS)
+                .args([command, &target, &calls.to_string(), &seed.to_string()])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {STRESS}: {e}"))
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{command}: {stderr}");
+        assert!(
+            out.stderr.is_empty(),
+            "{command}: no errors or warnings: {stderr}"
+        );
+    }
 }
