@@ -41,6 +41,17 @@ pub enum StorageError {
         /// The operation refused: `save`, `evict`, ...
         operation: &'static str,
     },
+    /// A value kept as itself could not be encoded when its bytes were asked for.
+    #[error("{location}: cannot encode value {digest}: {source}")]
+    EncodeValue {
+        /// The storage (a path or a backend name).
+        location: String,
+        /// The value's digest.
+        digest: Digest,
+        /// The encoder's error.
+        #[source]
+        source: crate::encoding::EncodeError,
+    },
     /// A call record could not be encoded as MessagePack.
     #[error("{location}: cannot encode call record {key}: {source}")]
     Encode {

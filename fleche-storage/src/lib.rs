@@ -33,6 +33,7 @@ pub mod backend;
 pub mod codec;
 pub mod destructure;
 mod digest;
+pub mod encoding;
 mod error;
 pub mod file;
 mod fs;
@@ -57,6 +58,6 @@ pub use record::{CallRecord, RecordError};
 #[cfg(feature = "sqlite")]
 pub use sql::{SqlCalls, SqlDatabase, SqlValues};
 pub use sql::{SqlTarget, SqlUrlError};
-pub use traits::{CallStorage, ValueStorage};
+pub use traits::{CallStorage, Payload, PayloadReader, TypedValue, ValueStorage};
 pub use value::Value;
 pub use void::{VoidCalls, VoidValues};

@@ -3,14 +3,29 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::{CallRecord, CallStorage, Digest, DigestBuildHasher, StorageError, ValueStorage};
+use crate::{
+    CallRecord, CallStorage, Digest, DigestBuildHasher, Payload, StorageError, TypedValue,
+    ValueStorage,
+};
 
 type Map<V> = HashMap<Digest, V, DigestBuildHasher>;
 
+/// A stored value: its bytes, or the value itself (saved through
+/// [`ValueStorage::save_value`]), whose bytes are made when something asks for them.
+#[derive(Debug, Clone)]
+enum Entry {
+    Bytes(Arc<[u8]>),
+    Value(Arc<dyn TypedValue>),
+}
+
 /// Values kept in process memory. Clones share the same entries.
+///
+/// Values saved through [`ValueStorage::save_value`] are kept as themselves, so a hit of a
+/// memoized call is a clone of the value, without encoding or decoding; their bytes are produced
+/// only when asked for ([`ValueStorage::load`], a transfer, a stack copying them on).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryValues {
-    entries: Arc<RwLock<Map<Arc<[u8]>>>>,
+    entries: Arc<RwLock<Map<Entry>>>,
 }
 
 impl MemoryValues {
@@ -34,12 +49,24 @@ impl MemoryValues {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    fn encode(digest: &Digest, value: &dyn TypedValue) -> Result<Vec<u8>, StorageError> {
+        value.encode().map_err(|source| StorageError::EncodeValue {
+            location: "memory".to_owned(),
+            digest: *digest,
+            source,
+        })
+    }
 }
 
 impl ValueStorage for MemoryValues {
     fn load(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
         let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(map.get(digest).map(|bytes| bytes.to_vec()))
+        match map.get(digest) {
+            None => Ok(None),
+            Some(Entry::Bytes(bytes)) => Ok(Some(bytes.to_vec())),
+            Some(Entry::Value(v)) => Self::encode(digest, &**v).map(Some),
+        }
     }
 
     fn load_with(
@@ -48,12 +75,53 @@ impl ValueStorage for MemoryValues {
         visit: &mut dyn FnMut(&[u8]),
     ) -> Result<bool, StorageError> {
         let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(map.get(digest).map(|b| visit(b)).is_some())
+        match map.get(digest) {
+            None => Ok(false),
+            Some(Entry::Bytes(bytes)) => {
+                visit(bytes);
+                Ok(true)
+            }
+            Some(Entry::Value(v)) => {
+                visit(&Self::encode(digest, &**v)?);
+                Ok(true)
+            }
+        }
+    }
+
+    fn load_payload(
+        &self,
+        digest: &Digest,
+        visit: &mut dyn FnMut(Payload<'_>),
+    ) -> Result<bool, StorageError> {
+        let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        match map.get(digest) {
+            None => Ok(false),
+            Some(Entry::Bytes(bytes)) => {
+                visit(Payload::Bytes(bytes));
+                Ok(true)
+            }
+            Some(Entry::Value(v)) => {
+                visit(Payload::Value(&**v));
+                Ok(true)
+            }
+        }
+    }
+
+    fn keeps_values(&self) -> bool {
+        true
+    }
+
+    fn save_value(&self, digest: &Digest, value: Arc<dyn TypedValue>) -> Result<(), StorageError> {
+        let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        // A value replaces bytes of the same digest: the same content, cheaper to hit.
+        map.insert(*digest, Entry::Value(value));
+        Ok(())
     }
 
     fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
         let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        map.entry(*digest).or_insert_with(|| Arc::from(bytes));
+        map.entry(*digest)
+            .or_insert_with(|| Entry::Bytes(Arc::from(bytes)));
         Ok(())
     }
 
@@ -166,6 +234,40 @@ mod tests {
         assert!(v.evict(&d(1))?);
         assert!(!v.evict(&d(1))?);
         assert!(v.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn values_kept_as_themselves_lend_themselves_and_make_bytes_on_demand()
+    -> Result<(), StorageError> {
+        let v = MemoryValues::new();
+        let floats = vec![1.5f64, -2.0];
+        let bytes = crate::encoding::to_vec(&floats).unwrap_or_default();
+        v.save_value(&d(1), Arc::new(floats.clone()))?;
+        let mut lent = None;
+        assert!(v.load_payload(&d(1), &mut |p| {
+            lent = match p {
+                Payload::Value(t) => t.as_any().downcast_ref::<Vec<f64>>().cloned(),
+                _ => None,
+            }
+        })?);
+        assert_eq!(lent, Some(floats));
+        // Its bytes, for whoever needs them, are the value format's.
+        assert_eq!(v.load(&d(1))?, Some(bytes.clone()));
+        let mut seen = Vec::new();
+        assert!(v.load_with(&d(1), &mut |b| seen.extend_from_slice(b))?);
+        assert_eq!(seen, bytes);
+        // Bytes saved plainly are lent as bytes.
+        v.save(&d(2), b"xyz")?;
+        let mut kind = "";
+        v.load_payload(&d(2), &mut |p| {
+            kind = if matches!(p, Payload::Bytes(b"xyz")) {
+                "bytes"
+            } else {
+                "other"
+            }
+        })?;
+        assert_eq!(kind, "bytes");
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 
 pub use crate::call::{
     Call, CallRef, Codec, FnInfo, Lookup, Mode, NotStorable, Pending, Probe, Sealed, Storable,
-    ViaSerde, codec, set_mode,
+    ViaBulk, ViaSerde, ViaTyped, bulk_codec, codec, set_mode, typed_codec,
 };
 
 /// The recorded arguments of a call.

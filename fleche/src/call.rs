@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
-use fleche_storage::{CallRecord, Digest, Value};
+use std::any::Any;
+
+use fleche_storage::encoding::{self, Element};
+use fleche_storage::{CallRecord, Digest, Payload, PayloadReader, TypedValue, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -161,7 +164,24 @@ pub(crate) fn with_mode<R>(mode: Mode, f: impl FnOnce() -> R) -> R {
 pub struct Codec<T> {
     encode: fn(&T) -> Result<Vec<u8>, String>,
     decode: fn(&[u8]) -> Result<T, String>,
+    read: fn(&mut PayloadReader<'_>) -> Result<T, String>,
+    /// For types a memory cache can keep as themselves: the hit (a downcast and a clone) and
+    /// the value to keep.
+    typed: Option<Typed<T>>,
 }
+
+struct Typed<T> {
+    get: fn(&dyn Any) -> Option<T>,
+    keep: fn(&T) -> Arc<dyn TypedValue>,
+}
+
+impl<T> Clone for Typed<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Typed<T> {}
 
 impl<T> Clone for Codec<T> {
     fn clone(&self) -> Self {
@@ -173,26 +193,69 @@ impl<T> Copy for Codec<T> {}
 
 impl<T> std::fmt::Debug for Codec<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Codec")
+        f.debug_struct("Codec")
+            .field("typed", &self.typed.is_some())
+            .finish()
     }
 }
 
-/// The MessagePack codec of `T` (`docs/format.md`, "Values").
+/// The value-format codec of `T` (`docs/format.md`, "Values").
 #[must_use]
 pub const fn codec<T: Serialize + DeserializeOwned>() -> Codec<T> {
     Codec {
-        encode: |v| rmp_serde::to_vec_named(v).map_err(|e| e.to_string()),
-        decode: |b| fleche_storage::codec::decode(b).map_err(|e| e.to_string()),
+        encode: |v| encoding::to_vec(v).map_err(|e| e.to_string()),
+        decode: |b| encoding::from_slice(b).map_err(|e| e.to_string()),
+        read: |r| {
+            let bytes = r.read_all().map_err(|e| e.to_string())?;
+            encoding::from_slice(&bytes).map_err(|e| e.to_string())
+        },
+        typed: None,
     }
 }
 
-/// Picks the codec of a result type by autoref specialization: `(&Probe::<T>::new()).codec()`
-/// resolves to [`ViaSerde`] when `T` implements both serde traits, and otherwise to
-/// [`NotStorable`], whose single unmet bound ([`Storable`]) reports the problem once, with a
-/// message that says what to do, instead of one error per missing serde trait.
-pub struct Probe<T>(std::marker::PhantomData<fn() -> T>);
+/// [`codec`], for a type memory caches keep as itself: a memory hit is a clone.
+#[must_use]
+pub const fn typed_codec<T>() -> Codec<T>
+where
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    Codec {
+        typed: Some(Typed {
+            get: |any| any.downcast_ref::<T>().cloned(),
+            keep: |v| Arc::new(v.clone()),
+        }),
+        ..codec::<T>()
+    }
+}
 
-impl<T> Probe<T> {
+/// The codec of a `Vec` of a block element type: encoded and decoded with one copy, read from a
+/// stream straight into the vector's memory, kept as itself by memory caches.
+#[must_use]
+pub const fn bulk_codec<E>() -> Codec<Vec<E>>
+where
+    E: Element + Serialize + DeserializeOwned,
+{
+    Codec {
+        encode: |v| encoding::encode_vec(v).map_err(|e| e.to_string()),
+        decode: |b| encoding::decode_vec(b).map_err(|e| e.to_string()),
+        read: |r| {
+            let len = r.len();
+            encoding::read_vec(r, len).map_err(|e| e.to_string())
+        },
+        ..typed_codec::<Vec<E>>()
+    }
+}
+
+/// Picks the codec of a result type by autoref specialization. The macro calls
+/// `(&&&Probe::<T, TYPED>::new()).codec()`, which resolves to the first that applies of
+/// [`ViaBulk`] (a `Vec` of numbers), [`ViaTyped`] (`Clone + Send + Sync + 'static`, only when
+/// `TYPED`: the macro sets it only for types it can see are free of lifetimes and generic
+/// parameters), [`ViaSerde`] (both serde traits) and [`NotStorable`], whose single unmet bound
+/// ([`Storable`]) reports the problem once, with a message that says what to do, instead of one
+/// error per missing serde trait.
+pub struct Probe<T, const TYPED: bool = false>(std::marker::PhantomData<fn() -> T>);
+
+impl<T, const TYPED: bool> Probe<T, TYPED> {
     /// A probe for `T`.
     #[must_use]
     pub const fn new() -> Self {
@@ -200,19 +263,49 @@ impl<T> Probe<T> {
     }
 }
 
-impl<T> Default for Probe<T> {
+impl<T, const TYPED: bool> Default for Probe<T, TYPED> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// The codec of a storable type.
-pub trait ViaSerde<T> {
-    /// The MessagePack codec.
+/// The codec of a `Vec` of a block element type.
+pub trait ViaBulk<T> {
+    /// [`bulk_codec`].
     fn codec(&self) -> Codec<T>;
 }
 
-impl<T: Serialize + DeserializeOwned> ViaSerde<T> for Probe<T> {
+impl<E, const TYPED: bool> ViaBulk<Vec<E>> for &&Probe<Vec<E>, TYPED>
+where
+    E: Element + Serialize + DeserializeOwned,
+{
+    fn codec(&self) -> Codec<Vec<E>> {
+        bulk_codec()
+    }
+}
+
+/// The codec of a storable type that memory caches can keep as itself.
+pub trait ViaTyped<T> {
+    /// [`typed_codec`].
+    fn codec(&self) -> Codec<T>;
+}
+
+impl<T> ViaTyped<T> for &Probe<T, true>
+where
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    fn codec(&self) -> Codec<T> {
+        typed_codec()
+    }
+}
+
+/// The codec of a storable type.
+pub trait ViaSerde<T> {
+    /// The value-format codec.
+    fn codec(&self) -> Codec<T>;
+}
+
+impl<T: Serialize + DeserializeOwned, const TYPED: bool> ViaSerde<T> for Probe<T, TYPED> {
     fn codec(&self) -> Codec<T> {
         codec()
     }
@@ -221,13 +314,13 @@ impl<T: Serialize + DeserializeOwned> ViaSerde<T> for Probe<T> {
 /// The fallback, selected only for types that are not storable; its bound fails.
 pub trait NotStorable<T> {
     /// Never callable: `T: Storable` does not hold for any type.
-    fn codec(&self) -> Codec<T>
+    fn codec(self) -> Codec<T>
     where
         T: Storable;
 }
 
-impl<T> NotStorable<T> for &Probe<T> {
-    fn codec(&self) -> Codec<T>
+impl<T, const TYPED: bool> NotStorable<T> for Probe<T, TYPED> {
+    fn codec(self) -> Codec<T>
     where
         T: Storable,
     {
@@ -236,12 +329,36 @@ impl<T> NotStorable<T> for &Probe<T> {
 }
 
 impl<T> Codec<T> {
-    fn decode(&self, bytes: &[u8], value: &Digest) -> Result<T, Error> {
-        (self.decode)(bytes).map_err(|message| Error::Decode {
+    fn error(value: &Digest, message: String) -> Error {
+        Error::Decode {
             value: *value,
             type_name: std::any::type_name::<T>(),
             message,
-        })
+        }
+    }
+
+    fn decode(&self, bytes: &[u8], value: &Digest) -> Result<T, Error> {
+        (self.decode)(bytes).map_err(|message| Self::error(value, message))
+    }
+
+    /// Decodes a value in whichever form its storage lent it.
+    fn decode_payload(&self, payload: Payload<'_>, value: &Digest) -> Result<T, Error> {
+        match payload {
+            Payload::Bytes(bytes) => self.decode(bytes, value),
+            Payload::Stream(mut reader) => {
+                (self.read)(&mut reader).map_err(|message| Self::error(value, message))
+            }
+            Payload::Value(kept) => {
+                if let Some(v) = self.typed.and_then(|t| (t.get)(kept.as_any())) {
+                    return Ok(v);
+                }
+                // Kept as another type with the same bytes (a newtype, say): through its bytes.
+                let bytes = kept
+                    .encode()
+                    .map_err(|e| Self::error(value, e.to_string()))?;
+                self.decode(&bytes, value)
+            }
+        }
     }
 }
 
@@ -355,16 +472,25 @@ impl Call {
         Pending { call: self, lead }
     }
 
-    /// The stored result, decoded; with a copy of its bytes when `keep_bytes` (for waiters).
+    /// The stored result, decoded; with its bytes when `keep_bytes` (for waiters).
     fn try_load<T>(&self, codec: &Codec<T>, keep_bytes: bool) -> Option<(T, Option<Arc<Vec<u8>>>)> {
-        let found = self.cache.visit_result(&self.key, &mut |value, bytes| {
-            codec
-                .decode(bytes, value)
-                .map(|v| (v, keep_bytes.then(|| Arc::new(bytes.to_vec()))))
+        let found = self.cache.visit_result(&self.key, &mut |value, payload| {
+            let bytes = match (&payload, keep_bytes) {
+                (Payload::Bytes(b), true) => Some(Arc::new(b.to_vec())),
+                _ => None,
+            };
+            codec.decode_payload(payload, value).map(|v| (v, bytes))
         });
         match found {
             Ok(None) => None,
-            Ok(Some(Ok(hit))) => Some(hit),
+            Ok(Some(Ok((v, bytes)))) => {
+                // Waiters decode bytes: made from the value when the storage lent none.
+                let bytes = match bytes {
+                    None if keep_bytes => (codec.encode)(&v).ok().map(Arc::new),
+                    other => other,
+                };
+                Some((v, bytes))
+            }
             Ok(Some(Err(e))) => {
                 tracing::warn!(function = self.info.name, key = %self.key, error = %e,
                     "stored result unreadable; recomputing");
@@ -525,7 +651,15 @@ impl Sealed {
             .map(|(n, v)| (n.to_owned(), v))
             .collect();
         record.metadata = metadata;
-        if let Err(e) = call.cache.store(&bytes, record) {
+        let stored = match codec.typed {
+            // A memory cache keeps the value itself: its hits are clones.
+            Some(t) => {
+                let keep = || (t.keep)(&value);
+                call.cache.store_kept(&bytes, Some(&keep), record)
+            }
+            None => call.cache.store(&bytes, record),
+        };
+        if let Err(e) = stored {
             tracing::warn!(function = call.info.name, key = %call.key, error = %e,
                 "cannot store result; returning it uncached");
         }
@@ -592,8 +726,8 @@ impl<T> CallRef<T> {
     pub fn load(&self) -> Option<T> {
         let loaded = self
             .cache
-            .visit_result(&self.key, &mut |value, bytes| {
-                self.codec.decode(bytes, value)
+            .visit_result(&self.key, &mut |value, payload| {
+                self.codec.decode_payload(payload, value)
             })
             .and_then(Option::transpose);
         loaded.unwrap_or_else(|e| {

@@ -84,7 +84,7 @@ pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream 
 
     let stored = m.ret.stored();
     let full = &m.ret.full;
-    let codec = codec_expr(pv.clone(), stored);
+    let codec = codec_expr(pv.clone(), stored, plainly_static(stored, m));
     let codec = quote!(let __fleche_codec = #codec;);
 
     let hit = match &m.ret.ok {
@@ -165,12 +165,35 @@ pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream 
 
 /// The result type's codec, spanned at the type: a type that is not storable is reported there,
 /// once (identical diagnostics from the function and its helpers are merged by rustc).
-fn codec_expr(pv: TokenStream, stored: &Type) -> TokenStream {
+///
+/// The probe tries, in order: the bulk codec of a `Vec` of numbers, the typed codec (which lets
+/// memory caches keep the value itself) when the type is `Clone + Send + Sync + 'static`, and
+/// the plain serde codec. The typed level is offered only for types that visibly have no
+/// lifetime and no generic parameter (`typed`): for the others, `'static` cannot be decided by
+/// the probe, and asking would be an error instead of a fallback.
+fn codec_expr(pv: TokenStream, stored: &Type, typed: bool) -> TokenStream {
     quote_spanned! {stored.span()=> {
         #[allow(unused_imports)]
-        use #pv::{NotStorable as _, ViaSerde as _};
-        (&#pv::Probe::<#stored>::new()).codec()
+        use #pv::{NotStorable as _, ViaBulk as _, ViaSerde as _, ViaTyped as _};
+        (&&&#pv::Probe::<#stored, #typed>::new()).codec()
     }}
+}
+
+/// Whether `ty` is certainly free of lifetimes, references, `impl Trait`, `Self`, inferred parts
+/// and the function's type parameters (conservatively: by its tokens). Inside an `impl`, any
+/// name may be a parameter of the `impl`, which the macro cannot see: never.
+fn plainly_static(ty: &Type, m: &Model) -> bool {
+    fn walk(tokens: TokenStream, params: &[Ident]) -> bool {
+        tokens.into_iter().all(|t| match t {
+            proc_macro2::TokenTree::Group(g) => walk(g.stream(), params),
+            proc_macro2::TokenTree::Ident(i) => {
+                !(i == "Self" || i == "impl" || i == "dyn" || i == "_" || params.contains(&i))
+            }
+            proc_macro2::TokenTree::Punct(p) => p.as_char() != '\'' && p.as_char() != '&',
+            proc_macro2::TokenTree::Literal(_) => true,
+        })
+    }
+    !m.in_impl && walk(ty.to_token_stream(), &m.type_params)
 }
 
 /// The argument `ident` as seen from generated code spanned at its type, so a non-`Key` type is
@@ -310,7 +333,7 @@ fn call_ref_body(m: &Model, pv: &TokenStream, stored: &Type) -> TokenStream {
     let lets = &refs.lets;
     let key_closure = refs.key_stmts(pv);
     let type_args = type_args(m, pv, helper_binding);
-    let codec = codec_expr(pv.clone(), stored);
+    let codec = codec_expr(pv.clone(), stored, plainly_static(stored, m));
     quote! {
         #(#lets)*
         #pv::CallRef::new(&__FLECHE_INFO, #codec, #type_args, #key_closure)

@@ -349,6 +349,111 @@ fn check<'b>(
     Ok((flags, original, rest))
 }
 
+/// Checks an uncompressed entry while its payload is read, without holding it: the header is
+/// checked up front, the tag once every payload byte has been fed to [`Verifier::update`].
+pub(crate) struct Verifier {
+    tagger: Tagger,
+    expected: [u8; 32],
+}
+
+enum Tagger {
+    Checksum(Box<xxhash_rust::xxh3::Xxh3>),
+    /// One MAC per configured key: the entry verifies if any of them matches.
+    Keyed(Vec<blake3::Hasher>),
+}
+
+impl Verifier {
+    /// The verifier of the entry whose header is `header` and whose stored payload is
+    /// `stored` bytes long, at `address`. Only an uncompressed entry of this version, of this
+    /// address, within `max_size` and signed as `keys` require, gets one; for anything else
+    /// [`open`] says what is wrong.
+    pub(crate) fn new(
+        header: &[u8; HEADER],
+        address: &Digest,
+        keys: &[SigningKey],
+        max_size: u64,
+        stored: u64,
+    ) -> Result<Self, EnvelopeError> {
+        let word = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&header[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let flags = header[5];
+        let signed = flags & FLAG_SIGNED != 0;
+        let fits = header[..4] == MAGIC
+            && header[4] == VERSION
+            && flags & !FLAG_SIGNED == 0
+            && header[6..8] == [0, 0]
+            && word(8) == stored
+            && word(16) == stored
+            && stored <= max_size
+            && header[24..56] == *address.as_bytes()
+            && signed != keys.is_empty();
+        if !fits {
+            return Err(EnvelopeError::Checksum);
+        }
+        let mut expected = [0u8; 32];
+        expected.copy_from_slice(&header[56..88]);
+        let context = &header[..24];
+        let tagger = if signed {
+            Tagger::Keyed(
+                keys.iter()
+                    .map(|k| {
+                        let mut h = blake3::Hasher::new_keyed(k.bytes());
+                        h.update(context);
+                        h.update(address.as_bytes());
+                        h
+                    })
+                    .collect(),
+            )
+        } else {
+            let mut h = Box::new(xxhash_rust::xxh3::Xxh3::new());
+            h.update(context);
+            h.update(address.as_bytes());
+            Tagger::Checksum(h)
+        };
+        Ok(Self { tagger, expected })
+    }
+
+    /// Feeds the next payload bytes.
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        match &mut self.tagger {
+            Tagger::Checksum(h) => h.update(bytes),
+            Tagger::Keyed(hs) => {
+                for h in hs {
+                    h.update(bytes);
+                }
+            }
+        }
+    }
+
+    /// Whether the payload fed verifies.
+    pub(crate) fn finish(&self) -> Result<(), EnvelopeError> {
+        match &self.tagger {
+            Tagger::Checksum(h) => {
+                let mut t = [0u8; 32];
+                t[..16].copy_from_slice(&h.digest128().to_le_bytes());
+                if t == self.expected {
+                    Ok(())
+                } else {
+                    Err(EnvelopeError::Checksum)
+                }
+            }
+            Tagger::Keyed(hs) => {
+                if hs
+                    .iter()
+                    .any(|h| integrity::same_tag(h.finalize().as_bytes(), &self.expected))
+                {
+                    Ok(())
+                } else {
+                    Err(EnvelopeError::BadSignature)
+                }
+            }
+        }
+    }
+}
+
 /// When the tag fails and the header names another address: the entry of another key, most
 /// likely copied or moved (said so, rather than "checksum mismatch").
 fn wrong_address(header: &[u8], address: &Digest) -> Option<EnvelopeError> {

@@ -174,11 +174,10 @@ impl EntryDir {
         }
     }
 
-    /// The bytes of the file of `digest`, read safely: without following a symbolic link,
-    /// without blocking on a FIFO or device, only from a regular file, and only when its length
-    /// is within `max_entry_size` (plus the envelope's header).
-    fn read_file(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
-        use std::io::Read;
+    /// The file of `digest` and its length, opened safely: without following a symbolic link,
+    /// without blocking on a FIFO or device, only a regular file, and only when its length is
+    /// within `max_entry_size` (plus the envelope's header).
+    fn open_file(&self, digest: &Digest) -> Result<Option<(fs::File, u64)>, StorageError> {
         let path = self.path(digest);
         let mut open = fs::OpenOptions::new();
         open.read(true);
@@ -210,13 +209,90 @@ impl EntryDir {
                 },
             ));
         }
-        let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
-        let mut bytes = Vec::with_capacity(len);
+        Ok(Some((file, meta.len())))
+    }
+
+    /// The bytes of the file of `digest`, opened as [`EntryDir::open_file`] says.
+    fn read_file(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        use std::io::Read;
+        let Some((file, len)) = self.open_file(digest)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(usize::MAX));
         // One byte more than the length seen, so a file that grew is noticed, not read on.
-        file.take(meta.len().saturating_add(1))
+        file.take(len.saturating_add(1))
             .read_to_end(&mut bytes)
-            .map_err(|e| io_error(&path, e))?;
+            .map_err(|e| io_error(&self.path(digest), e))?;
         Ok(Some(bytes))
+    }
+
+    /// Lends the payload of `digest` to `visit`: a large uncompressed entry as a stream read
+    /// straight from its file and checked as it is read (the tag is compared after `visit`
+    /// returns, and a mismatch fails the load); anything else as bytes, as [`EntryDir::read`]
+    /// gives them.
+    fn read_payload(
+        &self,
+        digest: &Digest,
+        visit: &mut dyn FnMut(crate::Payload<'_>),
+    ) -> Result<bool, StorageError> {
+        use std::io::Read;
+        let bytes = |visit: &mut dyn FnMut(crate::Payload<'_>)| {
+            Ok(self
+                .read(digest)?
+                .map(|b| visit(crate::Payload::Bytes(&b)))
+                .is_some())
+        };
+        let Some((mut file, len)) = self.open_file(digest)? else {
+            return Ok(false);
+        };
+        // Small entries are read whole: one read, no stream to set up.
+        if len < STREAM_FROM {
+            drop(file);
+            return bytes(visit);
+        }
+        let path = self.path(digest);
+        let mut header = [0u8; envelope::HEADER];
+        file.read_exact(&mut header)
+            .map_err(|e| io_error(&path, e))?;
+        let stored = len - envelope::HEADER as u64;
+        let Ok(mut check) = envelope::Verifier::new(
+            &header,
+            digest,
+            &self.options.keys,
+            self.options.limit(),
+            stored,
+        ) else {
+            // Compressed, of another version, or damaged: the whole-entry path says which.
+            drop(file);
+            return bytes(visit);
+        };
+        let mut reader = Checked {
+            file: &mut file,
+            check: &mut check,
+            left: stored,
+        };
+        let mut head = [0u8; 64];
+        let head_len = usize::try_from(stored.min(64)).unwrap_or(64);
+        reader
+            .read_exact(&mut head[..head_len])
+            .map_err(|e| self.corrupt(digest, e))?;
+        visit(crate::Payload::Stream(crate::PayloadReader::new(
+            &head[..head_len],
+            &mut reader,
+            stored,
+        )));
+        // Whatever the visit left unread still counts.
+        io::copy(&mut reader, &mut io::sink()).map_err(|e| io_error(&path, e))?;
+        if reader.left != 0 {
+            return Err(self.corrupt(digest, EnvelopeError::Truncated { len: 0 }));
+        }
+        // A file that grew while it was read is not the entry that was checked.
+        let mut more = [0u8; 1];
+        if file.read(&mut more).map_err(|e| io_error(&path, e))? != 0 {
+            return Err(self.corrupt(digest, EnvelopeError::Truncated { len: 0 }));
+        }
+        check.finish().map_err(|e| self.corrupt(digest, e))?;
+        Ok(true)
     }
 
     /// Writes `payload` under `digest` atomically: temporary file, then rename.
@@ -360,6 +436,38 @@ impl EntryDir {
     }
 }
 
+/// Entries at least this long (header included) are streamed to readers that can take a
+/// stream ([`crate::Payload::Stream`]); shorter ones are read whole.
+const STREAM_FROM: u64 = 256 * 1024;
+
+/// The most a stream reads from a file at once: what was read is checked while it is still in
+/// the processor's cache.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// The stored payload of an entry, read from its file and fed to its verifier as it goes,
+/// never past the payload's length.
+struct Checked<'a> {
+    file: &'a mut fs::File,
+    check: &'a mut envelope::Verifier,
+    left: u64,
+}
+
+impl io::Read for Checked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let most = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len())
+            .min(STREAM_CHUNK);
+        if most == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read(&mut buf[..most])?;
+        self.check.update(&buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     fs::File::open(dir)
@@ -400,6 +508,14 @@ impl FileValues {
 impl ValueStorage for FileValues {
     fn load(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
         self.dir.read(digest)
+    }
+
+    fn load_payload(
+        &self,
+        digest: &Digest,
+        visit: &mut dyn FnMut(crate::Payload<'_>),
+    ) -> Result<bool, StorageError> {
+        self.dir.read_payload(digest, visit)
     }
 
     fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdf5_pure::{AttrValue, File, FileBuilder};
 
 use super::{LAYOUT_VERSION, PREFIX_LENGTHS};
+use crate::encoding::{self, BlockKind};
 use crate::fs::io_error;
 use crate::integrity::{self, DEFAULT_MAX_ENTRY_SIZE};
-use crate::{CallRecord, CallStorage, Digest, StorageError, ValueStorage};
+use crate::{CallRecord, CallStorage, Digest, Payload, PayloadReader, StorageError, ValueStorage};
 
 /// The value group attribute naming its layout (`f64`, `i64`, `f64-2d`, `msgpack`).
 const ATTR_LAYOUT: &str = "fleche";
@@ -725,6 +726,18 @@ fn checksum(layout: &str, address: &Digest, bytes: &[u8]) -> u128 {
     integrity::checksum(context.as_bytes(), address, bytes)
 }
 
+/// [`checksum`] of the bytes that are `parts` one after the other.
+fn checksum_parts(layout: &str, address: &Digest, parts: &[&[u8]]) -> u128 {
+    let context = format!("fleche-hdf5/{LAYOUT_VERSION}/{layout}");
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(context.as_bytes());
+    h.update(address.as_bytes());
+    for p in parts {
+        h.update(p);
+    }
+    h.digest128()
+}
+
 /// Writes the stamp every group carries: layout version, address and checksum.
 fn stamp(g: &mut dyn GroupSink, address: &Digest, sum: u128) -> Result<(), hdf5_pure::Error> {
     g.attr(ATTR_VERSION, AttrValue::U32(LAYOUT_VERSION))?;
@@ -746,6 +759,41 @@ trait GroupSink {
     ) -> Result<(), hdf5_pure::Error>;
     fn i64s(&mut self, name: &str, data: &[i64]) -> Result<(), hdf5_pure::Error>;
     fn bytes(&mut self, name: &str, data: &[u8]) -> Result<(), hdf5_pure::Error>;
+    /// A dataset of `kind` elements whose little-endian bytes are `data`, of `shape` (1-D when
+    /// `None`).
+    fn block(
+        &mut self,
+        name: &str,
+        kind: BlockKind,
+        data: Vec<u8>,
+        shape: Option<[u64; 2]>,
+    ) -> Result<(), hdf5_pure::Error>;
+}
+
+/// The HDF5 datatype of a block's elements: little-endian numbers, and for `bool` the enum of
+/// int8 `FALSE = 0`, `TRUE = 1` that h5py reads as numpy's `bool`.
+fn datatype(kind: BlockKind) -> Result<hdf5_pure::Datatype, hdf5_pure::Error> {
+    use hdf5_pure::*;
+    Ok(match kind {
+        BlockKind::F64 => make_f64_type(),
+        BlockKind::F32 => make_f32_type(),
+        BlockKind::I64 => make_i64_type(),
+        BlockKind::I32 => make_i32_type(),
+        BlockKind::I16 => make_i16_type(),
+        BlockKind::I8 => make_i8_type(),
+        BlockKind::U64 => make_u64_type(),
+        BlockKind::U32 => make_u32_type(),
+        BlockKind::U16 => make_u16_type(),
+        BlockKind::U8 => make_u8_type(),
+        BlockKind::Bool => EnumTypeBuilder::with_base(make_i8_type())
+            .value("FALSE", 0)
+            .value("TRUE", 1)
+            .build()?,
+    })
+}
+
+fn elements(data: &[u8], kind: BlockKind) -> u64 {
+    (data.len() / kind.width()) as u64
 }
 
 struct NewGroup<'a>(&'a mut hdf5_pure::GroupBuilder);
@@ -774,6 +822,22 @@ impl GroupSink for NewGroup<'_> {
     }
     fn bytes(&mut self, name: &str, data: &[u8]) -> Result<(), hdf5_pure::Error> {
         self.0.create_dataset(name).with_u8_data(data);
+        Ok(())
+    }
+    fn block(
+        &mut self,
+        name: &str,
+        kind: BlockKind,
+        data: Vec<u8>,
+        shape: Option<[u64; 2]>,
+    ) -> Result<(), hdf5_pure::Error> {
+        let dt = datatype(kind)?;
+        let n = elements(&data, kind);
+        let ds = self.0.create_dataset(name);
+        ds.with_raw_data(dt, data, n);
+        if let Some(s) = shape {
+            ds.with_shape(&s);
+        }
         Ok(())
     }
 }
@@ -813,10 +877,35 @@ impl GroupSink for EditGroup<'_> {
             })
             .map(|_| ())
     }
+    fn block(
+        &mut self,
+        name: &str,
+        kind: BlockKind,
+        data: Vec<u8>,
+        shape: Option<[u64; 2]>,
+    ) -> Result<(), hdf5_pure::Error> {
+        let dt = datatype(kind)?;
+        let n = elements(&data, kind);
+        self.0
+            .create_dataset(name, |b| {
+                b.with_raw_data(dt, data, n);
+                if let Some(s) = shape {
+                    b.with_shape(&s);
+                }
+            })
+            .map(|_| ())
+    }
 }
 
 /// How a value is laid out in its group.
 enum Layout {
+    /// A value that is one numeric block (`rows: None`), or an array of equally long blocks of
+    /// one kind (`rows: Some(n)`): a typed dataset of the elements, 1-D or 2-D.
+    Block {
+        kind: BlockKind,
+        data: Vec<u8>,
+        rows: Option<u64>,
+    },
     F64(Vec<f64>),
     I64(Vec<i64>),
     F64Matrix(Vec<f64>, [u64; 2]),
@@ -827,6 +916,7 @@ impl Layout {
     /// The value of the `fleche` attribute.
     fn name(&self) -> &'static str {
         match self {
+            Layout::Block { kind, rows, .. } => block_layout_name(*kind, rows.is_some()),
             Layout::F64(_) => "f64",
             Layout::I64(_) => "i64",
             Layout::F64Matrix(..) => "f64-2d",
@@ -837,6 +927,7 @@ impl Layout {
     /// The bytes its datasets take (`blob` is the MessagePack encoding).
     fn stored_size(&self, blob: &[u8]) -> u64 {
         match self {
+            Layout::Block { data, .. } => data.len() as u64,
             Layout::F64(v) | Layout::F64Matrix(v, _) => (v.len() as u64).saturating_mul(8),
             Layout::I64(v) => (v.len() as u64).saturating_mul(8),
             Layout::Blob => blob.len() as u64,
@@ -851,9 +942,120 @@ impl Layout {
             Layout::F64Matrix(v, [_, cols]) => {
                 usize::try_from(*cols).ok().map(|c| encode_f64_rows(v, c))
             }
+            Layout::Block { kind, data, rows } => match rows {
+                None => Some(block_bytes(*kind, data)),
+                Some(r) => rows_bytes(*kind, data, *r),
+            },
             Layout::Blob => None,
         }
     }
+}
+
+/// The layout names of numeric blocks: `block-<kind>` (1-D) and `block-<kind>-2d`.
+fn block_layout_name(kind: BlockKind, two_d: bool) -> &'static str {
+    macro_rules! names {
+        ($($k:ident => $one:literal, $two:literal;)*) => {
+            match kind {
+                $(BlockKind::$k => if two_d { $two } else { $one },)*
+            }
+        };
+    }
+    names! {
+        F64 => "block-f64", "block-f64-2d";
+        F32 => "block-f32", "block-f32-2d";
+        I64 => "block-i64", "block-i64-2d";
+        I32 => "block-i32", "block-i32-2d";
+        I16 => "block-i16", "block-i16-2d";
+        I8 => "block-i8", "block-i8-2d";
+        U64 => "block-u64", "block-u64-2d";
+        U32 => "block-u32", "block-u32-2d";
+        U16 => "block-u16", "block-u16-2d";
+        U8 => "block-u8", "block-u8-2d";
+        Bool => "block-bool", "block-bool-2d";
+    }
+}
+
+/// The block kind and rank of a layout name, if it names a block layout.
+fn parse_block_layout(name: &str) -> Option<(BlockKind, bool)> {
+    BlockKind::ALL.into_iter().find_map(|k| {
+        if block_layout_name(k, false) == name {
+            Some((k, false))
+        } else if block_layout_name(k, true) == name {
+            Some((k, true))
+        } else {
+            None
+        }
+    })
+}
+
+/// The value bytes of one block: its header, then `data`.
+fn block_bytes(kind: BlockKind, data: &[u8]) -> Vec<u8> {
+    let (h, n) = encoding::block_header(kind, data.len()).unwrap_or(([0; 6], 0));
+    let mut out = Vec::with_capacity(n + data.len());
+    out.extend_from_slice(&h[..n]);
+    out.extend_from_slice(data);
+    out
+}
+
+/// The value bytes of an array of `rows` equally long blocks cut from `data`.
+fn rows_bytes(kind: BlockKind, data: &[u8], rows: u64) -> Option<Vec<u8>> {
+    let rows = usize::try_from(rows).ok()?;
+    if rows == 0 || !data.len().is_multiple_of(rows) || data.is_empty() {
+        return None;
+    }
+    let row = data.len() / rows;
+    let mut out = Vec::with_capacity(5 + rows * 6 + data.len());
+    array_header(&mut out, rows);
+    for chunk in data.chunks(row) {
+        let (h, n) = encoding::block_header(kind, chunk.len()).ok()?;
+        out.extend_from_slice(&h[..n]);
+        out.extend_from_slice(chunk);
+    }
+    Some(out)
+}
+
+/// A value that is one block, or an array of equally long blocks of one kind.
+fn block_layout(bytes: &[u8]) -> Option<Layout> {
+    if let Some((kind, start, len)) = encoding::block_at(bytes)
+        && start + len == bytes.len()
+        && len > 0
+        && len % kind.width() == 0
+    {
+        return Some(Layout::Block {
+            kind,
+            data: bytes[start..].to_vec(),
+            rows: None,
+        });
+    }
+    let (rows, mut at) = match *bytes.first()? {
+        b @ 0x91..=0x9f => (usize::from(b & 0x0f), 1),
+        0xdc => (
+            usize::from(u16::from_be_bytes(bytes.get(1..3)?.try_into().ok()?)),
+            3,
+        ),
+        0xdd => (
+            usize::try_from(u32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?)).ok()?,
+            5,
+        ),
+        _ => return None,
+    };
+    let mut kind_len = None;
+    let mut data = Vec::with_capacity(bytes.len());
+    for _ in 0..rows {
+        let (kind, start, len) = encoding::block_at(bytes.get(at..)?)?;
+        if len == 0 || len % kind.width() != 0 || kind_len.is_some_and(|kl| kl != (kind, len)) {
+            return None;
+        }
+        kind_len = Some((kind, len));
+        data.extend_from_slice(bytes.get(at + start..at + start + len)?);
+        at += start + len;
+    }
+    let (kind, _) = kind_len?;
+    (at == bytes.len()).then_some(Layout::Block {
+        kind,
+        data,
+        rows: Some(rows as u64),
+    })
 }
 
 /// A MessagePack array of float64 (the encoding of a `Vec<f64>`), read without building a
@@ -941,13 +1143,18 @@ fn encode_f64_rows(flat: &[f64], cols: usize) -> Vec<u8> {
 /// `max` bytes; anything else is a blob.
 fn layout(bytes: &[u8], max: u64) -> Layout {
     // The float64 fast path accepts only what `encode_f64_array` writes back: no second copy.
-    let exact = |l: &Layout| matches!(l, Layout::F64(_)) || l.encode().as_deref() == Some(bytes);
+    let exact = |l: &Layout| {
+        matches!(l, Layout::F64(_) | Layout::Block { .. }) || l.encode().as_deref() == Some(bytes)
+    };
     let typed = typed_layout(bytes).filter(|l| l.stored_size(bytes) <= max && exact(l));
     typed.unwrap_or(Layout::Blob)
 }
 
 fn typed_layout(bytes: &[u8]) -> Option<Layout> {
     use rmpv::Value as Mp;
+    if let Some(block) = block_layout(bytes) {
+        return Some(block);
+    }
     if let Some(v) = f64_array(bytes) {
         return Some(Layout::F64(v));
     }
@@ -1067,6 +1274,25 @@ impl Hdf5Values {
             let shape = dir.bounded(digest, &ds, &data, rank, 8)?;
             Ok((ds, shape))
         };
+        if let Some((kind, two_d)) = parse_block_layout(layout) {
+            let (data, shape) = self.block_data(file, digest, kind, two_d)?;
+            let bytes = match two_d {
+                false => Some(block_bytes(kind, &data)),
+                true => rows_bytes(kind, &data, shape[0]),
+            };
+            let bytes = bytes.ok_or_else(|| {
+                dir.damaged(
+                    digest,
+                    Refused::Shape {
+                        dataset: data_path(digest),
+                        shape,
+                        rank: 2,
+                    },
+                )
+            })?;
+            dir.verify(digest, layout, &bytes, expected)?;
+            return Ok(Some(bytes));
+        }
         let bytes = match layout {
             "msgpack" => dir.read_u8s(file, digest, "msgpack")?,
             "f64" => encode_f64_array(&typed(1)?.0.read_f64().map_err(damaged)?),
@@ -1094,12 +1320,131 @@ impl Hdf5Values {
     }
 }
 
+impl Hdf5Values {
+    /// The raw little-endian elements of the block dataset of group `digest` and its shape,
+    /// borrowed from the file's bytes when the dataset is contiguous there; bounded as
+    /// [`H5Dir::bounded`] says, and as long as its shape says.
+    fn block_data<'f>(
+        &self,
+        file: &'f File,
+        digest: &Digest,
+        kind: BlockKind,
+        two_d: bool,
+    ) -> Result<(std::borrow::Cow<'f, [u8]>, Vec<u64>), StorageError> {
+        let dir = &self.dir;
+        let damaged = |e: hdf5_pure::Error| dir.damaged(digest, e);
+        let name = data_path(digest);
+        let ds = file.dataset(&name).map_err(damaged)?;
+        let width = kind.width() as u64;
+        let shape = dir.bounded(digest, &ds, &name, if two_d { 2 } else { 1 }, width)?;
+        let want = shape.iter().product::<u64>().saturating_mul(width);
+        let whole = file.as_bytes();
+        let data = match ds.layout().map_err(damaged)? {
+            hdf5_pure::Layout::Contiguous {
+                address: Some(at),
+                size,
+            } if size == want => usize::try_from(at)
+                .ok()
+                .zip(usize::try_from(size).ok())
+                .and_then(|(at, size)| whole.get(at..at.checked_add(size)?))
+                .map(std::borrow::Cow::Borrowed),
+            _ => None,
+        };
+        let data = match data {
+            Some(d) => d,
+            None => std::borrow::Cow::Owned(ds.read_raw().map_err(damaged)?),
+        };
+        if data.len() as u64 != want || want == 0 {
+            return Err(dir.damaged(
+                digest,
+                Refused::Shape {
+                    dataset: name,
+                    shape,
+                    rank: if two_d { 2 } else { 1 },
+                },
+            ));
+        }
+        Ok((data, shape))
+    }
+
+    /// A 1-D block of group `digest`, checked, lent to `visit` as a stream of its header and
+    /// its elements straight from the file's bytes; `Ok(false)` when the group is not one.
+    fn visit_block(
+        &self,
+        file: &File,
+        digest: &Digest,
+        visit: &mut dyn FnMut(Payload<'_>),
+    ) -> Result<bool, StorageError> {
+        let dir = &self.dir;
+        let damaged = |e: hdf5_pure::Error| dir.damaged(digest, e);
+        let group = match file.group(&digest.to_hex()) {
+            Ok(g) => g,
+            Err(_) => return Ok(false),
+        };
+        let attrs = group.attrs().map_err(damaged)?;
+        let layout = attrs.get(ATTR_LAYOUT).and_then(AttrValue::as_str);
+        let Some((kind, false)) = layout.and_then(parse_block_layout) else {
+            return Ok(false);
+        };
+        let Some(expected) = dir.stamp(digest, &attrs)? else {
+            return Ok(false);
+        };
+        let (data, _) = self.block_data(file, digest, kind, false)?;
+        let (h, n) = encoding::block_header(kind, data.len())
+            .map_err(|e| dir.damaged(digest, Refused::Stamp(e.to_string())))?;
+        let total = (n + data.len()) as u64;
+        if total > dir.max_entry_size {
+            return Err(dir.damaged(
+                digest,
+                Refused::EntryTooLarge {
+                    size: total,
+                    max: dir.max_entry_size,
+                },
+            ));
+        }
+        let layout = block_layout_name(kind, false);
+        if checksum_parts(layout, digest, &[&h[..n], &data]) != expected {
+            return Err(dir.damaged(digest, Refused::Checksum));
+        }
+        let mut rest: &[u8] = &data;
+        visit(Payload::Stream(PayloadReader::new(
+            &h[..n],
+            &mut rest,
+            total,
+        )));
+        Ok(true)
+    }
+}
+
+/// The path of a value group's dataset.
+fn data_path(digest: &Digest) -> String {
+    format!("{}/data", digest.to_hex())
+}
+
 impl ValueStorage for Hdf5Values {
     fn load(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
         match self.dir.read_file(digest)? {
             Some(file) => self.read(&file, digest),
             None => Ok(None),
         }
+    }
+
+    fn load_payload(
+        &self,
+        digest: &Digest,
+        visit: &mut dyn FnMut(Payload<'_>),
+    ) -> Result<bool, StorageError> {
+        let Some(file) = self.dir.read_file(digest)? else {
+            return Ok(false);
+        };
+        // A numeric block goes to the reader straight from the file's bytes, checked first.
+        if self.visit_block(&file, digest, visit)? {
+            return Ok(true);
+        }
+        Ok(self
+            .read(&file, digest)?
+            .map(|bytes| visit(Payload::Bytes(&bytes)))
+            .is_some())
     }
 
     fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
@@ -1120,6 +1465,11 @@ impl ValueStorage for Hdf5Values {
                 g.attr(ATTR_LAYOUT, AttrValue::VarLenString(layout.name().into()))?;
                 stamp(g, digest, sum)?;
                 match &layout {
+                    Layout::Block { kind, data, rows } => {
+                        let width = kind.width() as u64;
+                        let shape = rows.map(|r| [r, data.len() as u64 / width / r.max(1)]);
+                        g.block("data", *kind, data.clone(), shape)
+                    }
                     Layout::F64(v) => g.f64s("data", v, None),
                     Layout::I64(v) => g.i64s("data", v),
                     Layout::F64Matrix(v, shape) => g.f64s("data", v, Some(*shape)),

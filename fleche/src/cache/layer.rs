@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use fleche_storage::{CallRecord, CallStorage, Digest, StorageError, ValueStorage, destructure};
+use fleche_storage::{
+    CallRecord, CallStorage, Digest, Payload, StorageError, TypedValue, ValueStorage, destructure,
+};
 
 use super::eviction::EvictionPolicy;
 use crate::sync::lock;
@@ -141,32 +143,62 @@ impl Layer {
         Ok(self.calls.result_of(key)?.is_some())
     }
 
-    /// Calls `visit` with the bytes of value `digest`, reassembled when it was destructured;
-    /// borrowed from the storage where it allows. `Ok(None)` when the value is missing.
-    pub(crate) fn visit_value<T>(
+    /// Calls `visit` with value `digest` in the cheapest form its storage has (see
+    /// [`Payload`]): the value itself, a stream, or bytes (reassembled when it was destructured,
+    /// and checked when this layer verifies digests). `Ok(None)` when the value is missing. A
+    /// stream is verified by the storage after `visit` returns: `visit`'s result is returned
+    /// only when it was.
+    pub(crate) fn visit_payload<T>(
         &self,
         digest: &Digest,
-        visit: &mut dyn FnMut(&[u8]) -> T,
+        visit: &mut dyn FnMut(Payload<'_>) -> T,
     ) -> Result<Option<T>, StorageError> {
-        let mut out = None;
-        let mut destructured = None;
-        let mut bad = None;
-        self.values.load_with(digest, &mut |bytes| {
-            if destructure::is_split(bytes) {
-                destructured = Some(bytes.to_vec());
-            } else if let Err(e) = self.verified(digest, bytes) {
-                bad = Some(e);
-            } else {
-                out = Some(visit(bytes));
-            }
-        })?;
-        if let Some(e) = bad {
-            return Err(e);
+        /// What a visit of whole bytes came to.
+        enum Got<T> {
+            Out(T),
+            Split(Vec<u8>),
+            Bad(StorageError),
         }
+        let whole = |bytes: &[u8], visit: &mut dyn FnMut(Payload<'_>) -> T| {
+            if destructure::is_split(bytes) {
+                Got::Split(bytes.to_vec())
+            } else if let Err(e) = self.verified(digest, bytes) {
+                Got::Bad(e)
+            } else {
+                Got::Out(visit(Payload::Bytes(bytes)))
+            }
+        };
+        let mut got = None;
+        self.values.load_payload(digest, &mut |payload| {
+            got = Some(match payload {
+                Payload::Bytes(bytes) => whole(bytes, visit),
+                Payload::Stream(mut reader) => {
+                    if self.verify_digest || destructure::is_split(reader.head()) {
+                        match reader.read_all() {
+                            Ok(bytes) => whole(&bytes, visit),
+                            Err(e) => Got::Bad(StorageError::corrupt(
+                                self.location.clone(),
+                                digest,
+                                format!("cannot read: {e}"),
+                            )),
+                        }
+                    } else {
+                        Got::Out(visit(Payload::Stream(reader)))
+                    }
+                }
+                Payload::Value(value) => Got::Out(visit(Payload::Value(value))),
+            });
+        })?;
+        let (mut out, destructured) = match got {
+            None => (None, None),
+            Some(Got::Out(v)) => (Some(v), None),
+            Some(Got::Split(root)) => (None, Some(root)),
+            Some(Got::Bad(e)) => return Err(e),
+        };
         if let Some(root) = destructured {
             let joined = destructure::join(digest, &root, &mut |d| self.values.load(d))?;
             self.verified(digest, &joined)?;
-            out = Some(visit(&joined));
+            out = Some(visit(Payload::Bytes(&joined)));
         }
         Ok(out)
     }
@@ -190,11 +222,31 @@ impl Layer {
     /// Stores a value and then its record, so a record never points at a missing value; then
     /// evicts past the size limit.
     pub(crate) fn store(&self, bytes: &[u8], record: CallRecord) -> Result<(), StorageError> {
+        self.store_kept(bytes, None, record)
+    }
+
+    /// Whether this layer's values storage keeps values as themselves (and does not split
+    /// them): only then is a [`TypedValue`] worth making for it.
+    pub(crate) fn keeps_values(&self) -> bool {
+        self.remaining_depth.is_none() && self.values.keeps_values()
+    }
+
+    /// [`Layer::store`], handing the storage the value itself when it keeps values (`keep`
+    /// makes it) and the bytes otherwise.
+    pub(crate) fn store_kept(
+        &self,
+        bytes: &[u8],
+        keep: Option<&dyn Fn() -> Arc<dyn TypedValue>>,
+        record: CallRecord,
+    ) -> Result<(), StorageError> {
         if self.read_only {
             return Err(self.rejected("save"));
         }
         let key = record.key;
-        self.save_value(&record.result, bytes)?;
+        match keep {
+            Some(make) if self.keeps_values() => self.values.save_value(&record.result, make())?,
+            _ => self.save_value(&record.result, bytes)?,
+        }
         match &self.limit {
             None => self.calls.save(record),
             Some(limit) => {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use fleche_storage::{
     CallRecord, CallStorage, Digest, FileCalls, FileOptions, FileValues, MemoryCalls, MemoryValues,
-    StorageError, ValueStorage, VoidCalls, VoidValues, file,
+    Payload, StorageError, TypedValue, ValueStorage, VoidCalls, VoidValues, file,
 };
 #[cfg(feature = "hdf5")]
 use fleche_storage::{Hdf5Calls, Hdf5Values};
@@ -505,8 +505,22 @@ impl Cache {
     /// [`Error::Storage`] when a storage fails, [`Error::Decode`] when the stored value is not
     /// a `T`.
     pub fn load<T: DeserializeOwned>(&self, key: &Digest) -> Result<Option<T>, Error> {
-        self.visit_result(key, &mut |value, bytes| decode(bytes, value))?
-            .transpose()
+        self.visit_result(key, &mut |value, payload| match payload {
+            Payload::Bytes(bytes) => decode(bytes, value),
+            Payload::Stream(mut reader) => {
+                let bytes = reader
+                    .read_all()
+                    .map_err(|e| decode_error::<T>(value, e.to_string()))?;
+                decode(&bytes, value)
+            }
+            Payload::Value(kept) => {
+                let bytes = kept
+                    .encode()
+                    .map_err(|e| decode_error::<T>(value, e.to_string()))?;
+                decode(&bytes, value)
+            }
+        })?
+        .transpose()
     }
 
     /// Removes the call stored under `key` (from every layer of a stack); `true` if there was
@@ -553,13 +567,14 @@ impl Cache {
         Ok(out)
     }
 
-    /// Decodes the result of the call stored under `key` with `decode`, without copying the
-    /// stored bytes where the backend allows: the hit path. `Ok(None)` when nothing is stored.
-    /// In a stack, a hit in a later layer is first copied into the first layer.
+    /// Decodes the result of the call stored under `key` with `decode`, from the cheapest form
+    /// the backend has (the value itself, a stream, or borrowed bytes): the hit path.
+    /// `Ok(None)` when nothing is stored. In a stack, a hit in a later layer is first copied
+    /// into the first layer.
     pub(crate) fn visit_result<T>(
         &self,
         key: &Digest,
-        decode: &mut dyn FnMut(&Digest, &[u8]) -> T,
+        decode: &mut dyn FnMut(&Digest, Payload<'_>) -> T,
     ) -> Result<Option<T>, Error> {
         let layers = self.layers();
         for (i, layer) in layers.iter().enumerate() {
@@ -579,7 +594,7 @@ impl Cache {
                 self.backfill(backfill, &layers[0], layer, key);
             }
             let out = layer
-                .visit_value(&result, &mut |bytes| decode(&result, bytes))
+                .visit_payload(&result, &mut |payload| decode(&result, payload))
                 .map_err(|e| self.error(e))?;
             return Ok(out);
         }
@@ -627,22 +642,36 @@ impl Cache {
 
     /// Stores an encoded result and its call record (in the first layer of a stack).
     pub(crate) fn store(&self, bytes: &[u8], record: CallRecord) -> Result<(), Error> {
-        match &self.inner.kind {
-            Kind::Single(l) => l.store(bytes, record).map_err(|e| self.error(e)),
-            Kind::Stack { layers, .. } => match layers.first() {
-                Some(l) => l.store(bytes, record).map_err(|e| self.error(e)),
-                None => Err(self.rejected("save")),
-            },
-            Kind::Pool(_) => Err(self.rejected("save")),
-        }
+        self.store_kept(bytes, None, record)
+    }
+
+    /// [`Cache::store`], handing a layer that keeps values the value itself (`keep` makes it).
+    pub(crate) fn store_kept(
+        &self,
+        bytes: &[u8],
+        keep: Option<&dyn Fn() -> Arc<dyn TypedValue>>,
+        record: CallRecord,
+    ) -> Result<(), Error> {
+        let layer = match &self.inner.kind {
+            Kind::Single(l) => l,
+            Kind::Stack { layers, .. } => layers.first().ok_or_else(|| self.rejected("save"))?,
+            Kind::Pool(_) => return Err(self.rejected("save")),
+        };
+        layer
+            .store_kept(bytes, keep, record)
+            .map_err(|e| self.error(e))
     }
 }
 
-/// Decodes a stored value.
+/// Decodes a stored value (`docs/format.md`, "Values").
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], value: &Digest) -> Result<T, Error> {
-    fleche_storage::codec::decode(bytes).map_err(|e| Error::Decode {
+    fleche_storage::encoding::from_slice(bytes).map_err(|e| decode_error::<T>(value, e.to_string()))
+}
+
+fn decode_error<T>(value: &Digest, message: String) -> Error {
+    Error::Decode {
         value: *value,
         type_name: std::any::type_name::<T>(),
-        message: e.to_string(),
-    })
+        message,
+    }
 }

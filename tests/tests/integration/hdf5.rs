@@ -85,7 +85,7 @@ fn s06_h5py_reads_a_stored_vec_f64() {
         Some(format!("float64 (5,) {}", expected.join(",")).as_str()),
         "{stdout}"
     );
-    assert_eq!(stdout.lines().nth(1), Some("f64"));
+    assert_eq!(stdout.lines().nth(1), Some("block-f64"));
 }
 
 #[test]
