@@ -179,6 +179,134 @@ pub(crate) fn reclaim_temporary(
     Ok(removed)
 }
 
+/// The most a [`Checked`] reader reads at once: what was read is checked while it is still in
+/// the processor's cache.
+const CHECK_CHUNK: usize = 256 * 1024;
+
+/// Reads at least this much at once with the check computed on another thread.
+const PARALLEL_FROM: usize = 2 << 20;
+
+/// At most `left` bytes of `inner`, each fed to `check` as it is read: how the persistent
+/// backends stream a large entry to its reader and verify it on the way. A read of at least
+/// 2 MiB at once computes the check on another thread, chunk by chunk behind the reads, so the
+/// check of a large entry costs no time of its own.
+pub(crate) struct Checked<'a, R> {
+    inner: R,
+    check: &'a mut (dyn FnMut(&[u8]) + Send),
+    left: u64,
+}
+
+impl<'a, R: io::Read> Checked<'a, R> {
+    pub(crate) fn new(inner: R, check: &'a mut (dyn FnMut(&[u8]) + Send), len: u64) -> Self {
+        Self {
+            inner,
+            check,
+            left: len,
+        }
+    }
+
+    /// The bytes not read yet.
+    pub(crate) fn left(&self) -> u64 {
+        self.left
+    }
+}
+
+impl<R: io::Read> io::Read for Checked<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let most = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        if most == 0 {
+            return Ok(0);
+        }
+        let n = if most >= PARALLEL_FROM {
+            read_checking_in_parallel(&mut self.inner, &mut *self.check, &mut buf[..most])?
+        } else {
+            let n = self.inner.read(&mut buf[..most.min(CHECK_CHUNK)])?;
+            (self.check)(&buf[..n]);
+            n
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Fills `buf` from `inner` (short only at its end) chunk by chunk, while another thread feeds
+/// each filled chunk to `check`.
+fn read_checking_in_parallel(
+    inner: &mut impl io::Read,
+    check: &mut (dyn FnMut(&[u8]) + Send),
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    std::thread::scope(|scope| {
+        let (filled, chunks) = std::sync::mpsc::sync_channel::<&[u8]>(8);
+        let hasher = scope.spawn(move || {
+            for chunk in chunks {
+                check(chunk);
+            }
+        });
+        let mut total = 0;
+        let mut outcome = Ok(());
+        for chunk in buf.chunks_mut(CHECK_CHUNK) {
+            let mut n = 0;
+            while n < chunk.len() {
+                match inner.read(&mut chunk[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+            }
+            let whole = n == chunk.len();
+            let chunk: &[u8] = chunk;
+            total += n;
+            // The hasher ends only when the channel closes: a send cannot fail before.
+            let _ = filled.send(&chunk[..n]);
+            if !whole || outcome.is_err() {
+                break;
+            }
+        }
+        drop(filled);
+        if hasher.join().is_err() {
+            return Err(io::Error::other("the checking thread panicked"));
+        }
+        outcome.map(|()| total)
+    })
+}
+
+/// A file read from an offset on, by positioned reads: the file's own position (which another
+/// handle of the same open file may share) is not used (on Unix; elsewhere it is moved).
+#[cfg_attr(not(feature = "hdf5"), allow(dead_code))]
+pub(crate) struct ReadAt<'a> {
+    file: &'a fs::File,
+    at: u64,
+}
+
+#[cfg_attr(not(feature = "hdf5"), allow(dead_code))]
+impl<'a> ReadAt<'a> {
+    pub(crate) fn new(file: &'a fs::File, at: u64) -> Self {
+        Self { file, at }
+    }
+}
+
+impl io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.at)?;
+        #[cfg(not(unix))]
+        let n = {
+            let mut f = self.file;
+            io::Seek::seek(&mut f, io::SeekFrom::Start(self.at))?;
+            f.read(buf)?
+        };
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 #[cfg(unix)]
 pub(crate) mod tests {

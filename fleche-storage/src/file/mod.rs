@@ -266,11 +266,8 @@ impl EntryDir {
             drop(file);
             return bytes(visit);
         };
-        let mut reader = Checked {
-            file: &mut file,
-            check: &mut check,
-            left: stored,
-        };
+        let mut update = |b: &[u8]| check.update(b);
+        let mut reader = crate::fs::Checked::new(&mut file, &mut update, stored);
         let mut head = [0u8; 64];
         let head_len = usize::try_from(stored.min(64)).unwrap_or(64);
         reader
@@ -283,7 +280,7 @@ impl EntryDir {
         )));
         // Whatever the visit left unread still counts.
         io::copy(&mut reader, &mut io::sink()).map_err(|e| io_error(&path, e))?;
-        if reader.left != 0 {
+        if reader.left() != 0 {
             return Err(self.corrupt(digest, EnvelopeError::Truncated { len: 0 }));
         }
         // A file that grew while it was read is not the entry that was checked.
@@ -439,34 +436,6 @@ impl EntryDir {
 /// Entries at least this long (header included) are streamed to readers that can take a
 /// stream ([`crate::Payload::Stream`]); shorter ones are read whole.
 const STREAM_FROM: u64 = 256 * 1024;
-
-/// The most a stream reads from a file at once: what was read is checked while it is still in
-/// the processor's cache.
-const STREAM_CHUNK: usize = 256 * 1024;
-
-/// The stored payload of an entry, read from its file and fed to its verifier as it goes,
-/// never past the payload's length.
-struct Checked<'a> {
-    file: &'a mut fs::File,
-    check: &'a mut envelope::Verifier,
-    left: u64,
-}
-
-impl io::Read for Checked<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let most = usize::try_from(self.left)
-            .unwrap_or(usize::MAX)
-            .min(buf.len())
-            .min(STREAM_CHUNK);
-        if most == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read(&mut buf[..most])?;
-        self.check.update(&buf[..n]);
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
 
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {

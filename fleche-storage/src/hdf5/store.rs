@@ -294,6 +294,19 @@ impl H5Dir {
     /// blocking on a FIFO or device, only from a regular file, and only when it is no longer than
     /// `max_entry_size`. `Ok(None)` when there is no file; the outer error is an I/O failure.
     fn read_bytes(&self, path: &Path) -> Result<Result<Option<Vec<u8>>, Refused>, StorageError> {
+        match self.open_checked(path)? {
+            Ok(Some((file, len))) => self.read_whole(path, &file, len),
+            Ok(None) => Ok(Ok(None)),
+            Err(refused) => Ok(Err(refused)),
+        }
+    }
+
+    /// The file at `path` and its length, opened for reading without following a symbolic
+    /// link or blocking on a FIFO, and only when it is a regular file within `max_entry_size`.
+    fn open_checked(
+        &self,
+        path: &Path,
+    ) -> Result<Result<Option<(fs::File, u64)>, Refused>, StorageError> {
         let mut open = fs::OpenOptions::new();
         open.read(true);
         #[cfg(unix)]
@@ -324,9 +337,21 @@ impl H5Dir {
                 max,
             }));
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        Ok(Ok(Some((file, meta.len()))))
+    }
+
+    /// The bytes of an opened file of length `len` (as [`H5Dir::open_checked`] found it).
+    fn read_whole(
+        &self,
+        path: &Path,
+        mut file: &fs::File,
+        len: u64,
+    ) -> Result<Result<Option<Vec<u8>>, Refused>, StorageError> {
+        let max = self.max_entry_size;
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
         // One byte more than the length seen, so a file that grew is noticed, not read on.
-        file.take(meta.len().saturating_add(1))
+        io::Seek::seek(&mut file, io::SeekFrom::Start(0)).map_err(|e| io_error(path, e))?;
+        file.take(len.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| io_error(path, e))?;
         if bytes.len() as u64 > max {
@@ -1416,6 +1441,109 @@ impl Hdf5Values {
     }
 }
 
+/// Files at least this long are opened lazily for a load, so a 1-D block can be streamed from
+/// its place in the file; shorter ones are read whole.
+const STREAM_FROM: u64 = 1 << 20;
+
+impl Hdf5Values {
+    /// Streams the 1-D block of group `digest` from `file` (of length `len`) into `visit`,
+    /// checking it as it is read; `Ok(None)` when the group is anything else (or the file does
+    /// not parse lazily), for the whole-file path to handle.
+    fn stream_block(
+        &self,
+        file: &fs::File,
+        len: u64,
+        digest: &Digest,
+        visit: &mut dyn FnMut(Payload<'_>),
+    ) -> Result<Option<bool>, StorageError> {
+        let dir = &self.dir;
+        let Ok(h5) = file
+            .try_clone()
+            .map_err(|_| ())
+            .and_then(|f| hdf5_pure::ReadSeekSource::new(f).map_err(|_| ()))
+            .and_then(|src| File::from_source(src).map_err(|_| ()))
+        else {
+            return Ok(None);
+        };
+        let Ok(group) = h5.group(&digest.to_hex()) else {
+            return Ok(None);
+        };
+        let Ok(attrs) = group.attrs() else {
+            return Ok(None);
+        };
+        let layout = attrs.get(ATTR_LAYOUT).and_then(AttrValue::as_str);
+        let Some((kind, false)) = layout.and_then(parse_block_layout) else {
+            return Ok(None);
+        };
+        let Some(expected) = dir.stamp(digest, &attrs)? else {
+            return Ok(Some(false));
+        };
+        let name = data_path(digest);
+        let Ok(ds) = h5.dataset(&name) else {
+            return Ok(None);
+        };
+        let width = kind.width() as u64;
+        let shape = dir.bounded(digest, &ds, &name, 1, width)?;
+        let want = shape.iter().product::<u64>().saturating_mul(width);
+        let at = match ds.layout() {
+            Ok(hdf5_pure::Layout::Contiguous {
+                address: Some(at),
+                size,
+            }) if size == want
+                && want > 0
+                && at.checked_add(size).is_some_and(|end| end <= len) =>
+            {
+                at
+            }
+            _ => return Ok(None),
+        };
+        let (h, n) = encoding::block_header(kind, usize::try_from(want).unwrap_or(usize::MAX))
+            .map_err(|e| dir.damaged(digest, Refused::Stamp(e.to_string())))?;
+        let total = n as u64 + want;
+        if total > dir.max_entry_size {
+            return Err(dir.damaged(
+                digest,
+                Refused::EntryTooLarge {
+                    size: total,
+                    max: dir.max_entry_size,
+                },
+            ));
+        }
+        let context = format!(
+            "fleche-hdf5/{LAYOUT_VERSION}/{}",
+            block_layout_name(kind, false)
+        );
+        let mut sum = xxhash_rust::xxh3::Xxh3::new();
+        sum.update(context.as_bytes());
+        sum.update(digest.as_bytes());
+        sum.update(&h[..n]);
+        let mut update = |b: &[u8]| sum.update(b);
+        let mut data = crate::fs::Checked::new(crate::fs::ReadAt::new(file, at), &mut update, want);
+        visit(Payload::Stream(PayloadReader::new(
+            &h[..n],
+            &mut data,
+            total,
+        )));
+        let path = dir.file_of(digest);
+        io::copy(&mut data, &mut io::sink()).map_err(|e| io_error(&path, e))?;
+        let short = data.left() != 0;
+        if short {
+            return Err(dir.damaged(
+                digest,
+                Refused::Shape {
+                    dataset: name,
+                    shape,
+                    rank: 1,
+                },
+            ));
+        }
+        if sum.digest128() != expected {
+            return Err(dir.damaged(digest, Refused::Checksum));
+        }
+        Ok(Some(true))
+    }
+}
+
 /// The path of a value group's dataset.
 fn data_path(digest: &Digest) -> String {
     format!("{}/data", digest.to_hex())
@@ -1434,17 +1562,40 @@ impl ValueStorage for Hdf5Values {
         digest: &Digest,
         visit: &mut dyn FnMut(Payload<'_>),
     ) -> Result<bool, StorageError> {
-        let Some(file) = self.dir.read_file(digest)? else {
-            return Ok(false);
-        };
-        // A numeric block goes to the reader straight from the file's bytes, checked first.
-        if self.visit_block(&file, digest, visit)? {
-            return Ok(true);
+        let dir = &self.dir;
+        let path = dir.file_of(digest);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_error(&path, e)),
         }
-        Ok(self
-            .read(&file, digest)?
-            .map(|bytes| visit(Payload::Bytes(&bytes)))
-            .is_some())
+        dir.locked(&path, false, || {
+            let (handle, len) = match dir.open_checked(&path)? {
+                Ok(Some(found)) => found,
+                Ok(None) => return Ok(false),
+                Err(refused) => return Err(dir.damaged(digest, refused)),
+            };
+            // A large 1-D block is read from the file straight into the reader's memory.
+            if len >= STREAM_FROM
+                && let Some(done) = self.stream_block(&handle, len, digest, visit)?
+            {
+                return Ok(done);
+            }
+            let bytes = match dir.read_whole(&path, &handle, len)? {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => return Ok(false),
+                Err(refused) => return Err(dir.damaged(digest, refused)),
+            };
+            let file = File::from_bytes(bytes).map_err(|e| dir.damaged(digest, e))?;
+            // A numeric block goes to the reader straight from the file's bytes, checked first.
+            if self.visit_block(&file, digest, visit)? {
+                return Ok(true);
+            }
+            Ok(self
+                .read(&file, digest)?
+                .map(|bytes| visit(Payload::Bytes(&bytes)))
+                .is_some())
+        })
     }
 
     fn save(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {

@@ -244,3 +244,84 @@ fn hdf5_max_entry_size_is_configured() {
     with_cache(&cache, || (bounded(10), bounded(10)));
     assert_eq!(BOUNDED_RUNS.get(), before + 3, "a small result is");
 }
+
+#[memoize(name = "hdf5.counts")]
+fn counts(n: i32) -> Vec<i32> {
+    (0..n).map(|i| i - 2).collect()
+}
+
+#[memoize(name = "hdf5.mask")]
+fn mask(n: u32) -> Vec<bool> {
+    (0..n).map(|i| i.is_multiple_of(3)).collect()
+}
+
+#[memoize(name = "hdf5.image")]
+fn image(w: usize) -> Vec<Vec<f32>> {
+    (0..3)
+        .map(|r| (0..w).map(|c| (r * w + c) as f32 * 0.5).collect())
+        .collect()
+}
+
+/// What h5py says of the dataset of the result of the call stored under `key`: dtype, shape,
+/// values, and the group's `fleche` attribute.
+fn h5py_view(root: &Path, cache: &Cache, key: &fleche::Digest) -> Vec<String> {
+    let record = cache
+        .record(key)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no record"));
+    let hex = record.result.to_hex();
+    let file = root.join("values").join(format!("{}.h5", &hex[..2]));
+    let script = format!(
+        "import h5py\nf = h5py.File({file:?}, 'r')\nd = f['{hex}/data']\n\
+         print(d.dtype, d.shape)\nprint(d[()].tolist())\nprint(f['{hex}'].attrs['fleche'])\n",
+        file = file.display().to_string(),
+    );
+    let out = Command::new(python_with_h5py())
+        .args(["-c", &script])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn s06_h5py_reads_integer_bool_and_two_dimensional_results_as_numpy_arrays() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = Cache::hdf5(dir.path(), 2).unwrap_or_else(|e| panic!("{e}"));
+    let (c, m, i) = with_cache(&cache, || (counts(4), mask(5), image(2)));
+    assert_eq!(c, vec![-2, -1, 0, 1]);
+    // And they hit, read back from the datasets.
+    let again = with_cache(&cache, || (counts(4), mask(5), image(2)));
+    assert_eq!(again, (c, m, i));
+    let keys = with_cache(&cache, || {
+        (counts::digest(4), mask::digest(5), image::digest(2))
+    });
+    assert_eq!(
+        h5py_view(dir.path(), &cache, &keys.0),
+        ["int32 (4,)", "[-2, -1, 0, 1]", "block-i32"]
+    );
+    assert_eq!(
+        h5py_view(dir.path(), &cache, &keys.1),
+        [
+            "bool (5,)",
+            "[True, False, False, True, False]",
+            "block-bool"
+        ]
+    );
+    assert_eq!(
+        h5py_view(dir.path(), &cache, &keys.2),
+        [
+            "float32 (3, 2)",
+            "[[0.0, 0.5], [1.0, 1.5], [2.0, 2.5]]",
+            "block-f32-2d"
+        ]
+    );
+}

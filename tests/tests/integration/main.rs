@@ -4,6 +4,7 @@
 // Tests exercise panics on purpose.
 #![allow(clippy::panic)]
 
+mod arrays;
 mod config;
 mod destructuring;
 mod files;
