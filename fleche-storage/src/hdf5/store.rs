@@ -47,7 +47,76 @@ struct H5Dir {
     max_entry_size: u64,
     /// Whether an entry of layout 1 has been reported (once per store, shared by its clones).
     old_layout_seen: Arc<AtomicBool>,
+    /// Files parsed recently, reused while their stamp says they are unchanged.
+    parsed: Arc<std::sync::Mutex<Vec<Parsed>>>,
 }
+
+/// A file read and parsed, with what identified it then.
+struct Parsed {
+    path: PathBuf,
+    stamp: Stamp,
+    file: File,
+}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parsed").field("path", &self.path).finish()
+    }
+}
+
+/// What identifies one version of a file: device, inode, length, and modification and change
+/// times to the nanosecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of a file, when the platform gives one.
+    #[cfg(unix)]
+    fn of(meta: &fs::Metadata) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        Some(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(_meta: &fs::Metadata) -> Option<Self> {
+        None
+    }
+
+    /// Whether the file had been left alone long enough before `read` that a later change
+    /// cannot carry the same times: file times come from a coarse clock, so a change made in the
+    /// same clock tick as the read could look like the version read. (Git's index has the same
+    /// rule for the same reason.)
+    fn settled_before(&self, read: SystemTime) -> bool {
+        let changed = self.mtime.max(self.ctime);
+        let Ok(read) = read.duration_since(UNIX_EPOCH) else {
+            return false;
+        };
+        let changed = Duration::new(
+            u64::try_from(changed.0).unwrap_or(u64::MAX),
+            u32::try_from(changed.1).unwrap_or(0),
+        );
+        read.checked_sub(changed).is_some_and(|d| d >= SETTLED)
+    }
+}
+
+/// How long before a read a file must have last changed for its parse to be reused.
+const SETTLED: Duration = Duration::from_millis(100);
+
+/// The most parsed files a store keeps, and the largest it keeps.
+const PARSED_FILES: usize = 16;
+const PARSED_MAX_LEN: u64 = 1 << 20;
 
 fn hdf5_error(path: &Path, source: hdf5_pure::Error) -> StorageError {
     StorageError::Hdf5 {
@@ -211,6 +280,7 @@ impl H5Dir {
             lock_timeout: None,
             max_entry_size: DEFAULT_MAX_ENTRY_SIZE,
             old_layout_seen: Arc::default(),
+            parsed: Arc::default(),
         })
     }
 
@@ -295,7 +365,7 @@ impl H5Dir {
     /// `max_entry_size`. `Ok(None)` when there is no file; the outer error is an I/O failure.
     fn read_bytes(&self, path: &Path) -> Result<Result<Option<Vec<u8>>, Refused>, StorageError> {
         match self.open_checked(path)? {
-            Ok(Some((file, len))) => self.read_whole(path, &file, len),
+            Ok(Some((file, len, _))) => self.read_whole(path, &file, len),
             Ok(None) => Ok(Ok(None)),
             Err(refused) => Ok(Err(refused)),
         }
@@ -306,7 +376,7 @@ impl H5Dir {
     fn open_checked(
         &self,
         path: &Path,
-    ) -> Result<Result<Option<(fs::File, u64)>, Refused>, StorageError> {
+    ) -> Result<Result<Option<(fs::File, u64, fs::Metadata)>, Refused>, StorageError> {
         let mut open = fs::OpenOptions::new();
         open.read(true);
         #[cfg(unix)]
@@ -337,7 +407,8 @@ impl H5Dir {
                 max,
             }));
         }
-        Ok(Ok(Some((file, meta.len()))))
+        let len = meta.len();
+        Ok(Ok(Some((file, len, meta))))
     }
 
     /// The bytes of an opened file of length `len` (as [`H5Dir::open_checked`] found it).
@@ -363,21 +434,73 @@ impl H5Dir {
         Ok(Ok(Some(bytes)))
     }
 
-    /// Opens the file holding `digest` for reading; `None` when it does not exist.
+    /// Opens the file holding `digest` for reading; `None` when it does not exist. A file read
+    /// and parsed before, unchanged since (same device, inode, length and times, and last
+    /// changed well before it was read), is not read again.
     fn read_file(&self, digest: &Digest) -> Result<Option<File>, StorageError> {
         let path = self.file_of(digest);
-        match fs::symlink_metadata(&path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error(&path, e)),
+        // Opened before it is locked: a writer replacing the file leaves this handle on the
+        // complete old version, and one editing it in place waits for the lock (or, once it
+        // has written, has changed the file's stamp).
+        let (handle, len, meta) = match self.open_checked(&path)? {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(refused) => return Err(self.damaged(digest, refused)),
+        };
+        if let Some(file) = self.kept(&path, &meta) {
+            return Ok(Some(file));
         }
-        self.locked(&path, false, || match self.read_bytes(&path)? {
-            Ok(None) => Ok(None),
-            Ok(Some(bytes)) => File::from_bytes(bytes)
-                .map(Some)
-                .map_err(|e| self.damaged(digest, e)),
-            Err(refused) => Err(self.damaged(digest, refused)),
-        })
+        self.locked(&path, false, || self.parse(digest, &path, &handle, len))
+    }
+
+    /// The kept parse of the file at `path`, if its stamp is still `meta`'s: an unchanged file
+    /// needs neither its lock nor a read.
+    fn kept(&self, path: &Path, meta: &fs::Metadata) -> Option<File> {
+        let stamp = Stamp::of(meta)?;
+        let parsed = self
+            .parsed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        parsed
+            .iter()
+            .find(|p| p.path == path && p.stamp == stamp)
+            .map(|p| p.file.clone())
+    }
+
+    /// The parsed file `handle` (at `path`, `len` bytes long when opened), read under the
+    /// file's lock, and kept for reuse when it had settled before it was read.
+    fn parse(
+        &self,
+        digest: &Digest,
+        path: &Path,
+        handle: &fs::File,
+        len: u64,
+    ) -> Result<Option<File>, StorageError> {
+        // The stamp under the lock: what is read next is this version.
+        let stamp = handle.metadata().ok().as_ref().and_then(Stamp::of);
+        let read_at = SystemTime::now();
+        let bytes = match self.read_whole(path, handle, len)? {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(refused) => return Err(self.damaged(digest, refused)),
+        };
+        let file = File::from_bytes(bytes).map_err(|e| self.damaged(digest, e))?;
+        if let Some(stamp) = stamp
+            && stamp.len <= PARSED_MAX_LEN
+            && stamp.settled_before(read_at)
+        {
+            let mut parsed = self.parsed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            parsed.retain(|p| p.path != path);
+            if parsed.len() >= PARSED_FILES {
+                parsed.remove(0);
+            }
+            parsed.push(Parsed {
+                path: path.to_owned(),
+                stamp,
+                file: file.clone(),
+            });
+        }
+        Ok(Some(file))
     }
 
     /// Checks a group's stamp: its layout version, the address it was stored under (`digest`),
@@ -1544,6 +1667,25 @@ impl Hdf5Values {
     }
 }
 
+impl Hdf5Values {
+    /// Lends the value `digest` of the parsed `file` to `visit`: a numeric block straight from
+    /// the file's bytes (checked first), anything else as the bytes a load rebuilds.
+    fn visit_parsed(
+        &self,
+        file: &File,
+        digest: &Digest,
+        visit: &mut dyn FnMut(Payload<'_>),
+    ) -> Result<bool, StorageError> {
+        if self.visit_block(file, digest, visit)? {
+            return Ok(true);
+        }
+        Ok(self
+            .read(file, digest)?
+            .map(|bytes| visit(Payload::Bytes(&bytes)))
+            .is_some())
+    }
+}
+
 /// The path of a value group's dataset.
 fn data_path(digest: &Digest) -> String {
     format!("{}/data", digest.to_hex())
@@ -1564,37 +1706,26 @@ impl ValueStorage for Hdf5Values {
     ) -> Result<bool, StorageError> {
         let dir = &self.dir;
         let path = dir.file_of(digest);
-        match fs::symlink_metadata(&path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io_error(&path, e)),
+        // Opened before it is locked, as `H5Dir::read_file` explains.
+        let (handle, len, meta) = match dir.open_checked(&path)? {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(false),
+            Err(refused) => return Err(dir.damaged(digest, refused)),
+        };
+        if let Some(file) = dir.kept(&path, &meta) {
+            return self.visit_parsed(&file, digest, visit);
         }
         dir.locked(&path, false, || {
-            let (handle, len) = match dir.open_checked(&path)? {
-                Ok(Some(found)) => found,
-                Ok(None) => return Ok(false),
-                Err(refused) => return Err(dir.damaged(digest, refused)),
-            };
             // A large 1-D block is read from the file straight into the reader's memory.
             if len >= STREAM_FROM
                 && let Some(done) = self.stream_block(&handle, len, digest, visit)?
             {
                 return Ok(done);
             }
-            let bytes = match dir.read_whole(&path, &handle, len)? {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => return Ok(false),
-                Err(refused) => return Err(dir.damaged(digest, refused)),
+            let Some(file) = dir.parse(digest, &path, &handle, len)? else {
+                return Ok(false);
             };
-            let file = File::from_bytes(bytes).map_err(|e| dir.damaged(digest, e))?;
-            // A numeric block goes to the reader straight from the file's bytes, checked first.
-            if self.visit_block(&file, digest, visit)? {
-                return Ok(true);
-            }
-            Ok(self
-                .read(&file, digest)?
-                .map(|bytes| visit(Payload::Bytes(&bytes)))
-                .is_some())
+            self.visit_parsed(&file, digest, visit)
         })
     }
 
@@ -1709,6 +1840,16 @@ impl Hdf5Calls {
     pub fn max_entry_size(mut self, bytes: u64) -> Self {
         self.dir.max_entry_size = bytes;
         self
+    }
+
+    /// How many parsed files this store keeps for reuse.
+    #[cfg(test)]
+    fn parsed_files(&self) -> usize {
+        self.dir
+            .parsed
+            .lock()
+            .map(|p| p.len())
+            .unwrap_or_default()
     }
 
     /// The HDF5 file a record is (or would be) stored in.
@@ -1980,6 +2121,43 @@ mod tests {
             None
         );
         assert_eq!(f64_array(&[0xdd, 0xff, 0xff, 0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn a_parsed_file_is_reused_only_while_unchanged() -> Result<(), StorageError> {
+        let dir = tmp();
+        let a = Hdf5Calls::open(dir.path(), 1)?;
+        // Another handle on the same files, as another process would have.
+        let b = Hdf5Calls::open(dir.path(), 1)?;
+        let key = d(1, 1);
+        a.save(CallRecord::new(key, "f", d(2, 2)))?;
+        std::thread::sleep(SETTLED + Duration::from_millis(50));
+        assert_eq!(a.result_of(&key)?, Some(d(2, 2)));
+        assert_eq!(a.parsed_files(), 1, "a settled file is kept parsed");
+        assert_eq!(a.result_of(&key)?, Some(d(2, 2)));
+        // Replaced, then evicted, through the other handle: never the kept parse.
+        b.save(CallRecord::new(key, "f", d(3, 3)))?;
+        assert_eq!(a.result_of(&key)?, Some(d(3, 3)));
+        std::thread::sleep(SETTLED + Duration::from_millis(50));
+        assert_eq!(a.result_of(&key)?, Some(d(3, 3)));
+        assert!(b.evict(&key)?);
+        assert_eq!(a.result_of(&key)?, None);
+        // Changed in place by someone else, to a file of the same length.
+        a.save(CallRecord::new(key, "f", d(4, 4)))?;
+        std::thread::sleep(SETTLED + Duration::from_millis(50));
+        assert_eq!(a.result_of(&key)?, Some(d(4, 4)));
+        let path = a.file_of(&key);
+        let mut bytes = std::fs::read(&path).map_err(|e| crate::fs::io_error(&path, e))?;
+        let at = bytes.len() / 2;
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).map_err(|e| crate::fs::io_error(&path, e))?;
+        let fresh = Hdf5Calls::open(dir.path(), 1)?;
+        assert_eq!(
+            a.result_of(&key).map_err(|e| e.to_string()),
+            fresh.result_of(&key).map_err(|e| e.to_string()),
+            "the kept parse answers as a fresh read does"
+        );
+        Ok(())
     }
 
     #[test]
