@@ -18,7 +18,7 @@ use fleche_storage::{CallRecord, Digest, Payload, PayloadReader, TypedValue, Val
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::flight::{Join, Lead};
+use crate::flight::{Flights, Join, Lead};
 use crate::key::{KeyHasher, tag};
 use crate::metadata::Runtime;
 use crate::scope::current_cache;
@@ -436,6 +436,7 @@ impl Call {
             return Lookup::Miss(self.pending(None));
         }
         loop {
+            let ended = self.cache.flights().map(Flights::ended);
             if let Some((v, _)) = self.try_load(codec, false) {
                 return Lookup::Hit(v);
             }
@@ -451,6 +452,12 @@ impl Call {
                         Some(v) => Lookup::Hit(v),
                         None => Lookup::Miss(self.pending(None)),
                     };
+                }
+                Join::Lead(lead)
+                    if ended.is_some() && ended == self.cache.flights().map(Flights::ended) =>
+                {
+                    // No flight ended since the lookup missed: no leader here stored it since.
+                    return Lookup::Miss(self.pending(Some(lead)));
                 }
                 Join::Lead(mut lead) => {
                     // Another leader may have stored the result between our miss and our lead.

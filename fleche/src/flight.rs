@@ -10,6 +10,7 @@
 //! recursive function (fib) therefore never deadlocks; nested calls that race may compute twice.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use fleche_storage::Digest;
@@ -25,14 +26,23 @@ thread_local! {
 #[derive(Default)]
 pub(crate) struct Flights {
     map: Arc<Mutex<DigestMap<Arc<Flight>>>>,
+    /// How many flights have ended, counted as each leaves the map.
+    ended: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
 pub(crate) struct Flight {
+    state: Mutex<FlightState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct FlightState {
     /// `None` while running; `Some(None)` when the leader failed; `Some(Some(bytes))` when it
     /// produced a result.
-    outcome: Mutex<Option<Option<Arc<Vec<u8>>>>>,
-    done: Condvar,
+    outcome: Option<Option<Arc<Vec<u8>>>>,
+    /// Threads waiting for the outcome: the leader wakes them only if there are any.
+    waiting: usize,
 }
 
 /// What a thread that missed should do.
@@ -48,6 +58,13 @@ pub(crate) enum Join {
 }
 
 impl Flights {
+    /// How many flights have ended so far. A thread that reads it before a lookup that misses,
+    /// and finds it unchanged when it then leads, knows no leader in this process stored the
+    /// key in between: it need not look again.
+    pub(crate) fn ended(&self) -> u64 {
+        self.ended.load(Ordering::Acquire)
+    }
+
     /// Joins the flight for `key`: leads it or waits for its leader.
     pub(crate) fn join(&self, key: Digest) -> Join {
         if LEADING.with(Cell::get) > 0 {
@@ -63,6 +80,7 @@ impl Flights {
                     LEADING.with(|n| n.set(n.get() + 1));
                     return Join::Lead(Lead {
                         map: Arc::clone(&self.map),
+                        ended: Arc::clone(&self.ended),
                         key,
                         flight,
                         outcome: None,
@@ -70,16 +88,18 @@ impl Flights {
                 }
             }
         };
-        let mut outcome = lock(&flight.outcome);
+        let mut state = lock(&flight.state);
         loop {
-            match &*outcome {
+            match &state.outcome {
                 Some(Some(bytes)) => return Join::Shared(Arc::clone(bytes)),
                 Some(None) => return Join::Retry,
                 None => {
-                    outcome = flight
+                    state.waiting += 1;
+                    state = flight
                         .done
-                        .wait(outcome)
+                        .wait(state)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    state.waiting -= 1;
                 }
             }
         }
@@ -90,6 +110,7 @@ impl Flights {
 /// wakes the waiters.
 pub(crate) struct Lead {
     map: Arc<Mutex<DigestMap<Arc<Flight>>>>,
+    ended: Arc<AtomicU64>,
     key: Digest,
     flight: Arc<Flight>,
     outcome: Option<Arc<Vec<u8>>>,
@@ -104,9 +125,20 @@ impl Lead {
 
 impl Drop for Lead {
     fn drop(&mut self) {
-        lock(&self.map).remove(&self.key);
-        *lock(&self.flight.outcome) = Some(self.outcome.take());
-        self.flight.done.notify_all();
+        {
+            let mut map = lock(&self.map);
+            map.remove(&self.key);
+            self.ended.fetch_add(1, Ordering::AcqRel);
+        }
+        let waiting = {
+            let mut state = lock(&self.flight.state);
+            state.outcome = Some(self.outcome.take());
+            state.waiting
+        };
+        // Waiters register under the same lock before they wait: none is missed.
+        if waiting > 0 {
+            self.flight.done.notify_all();
+        }
         LEADING.with(|n| n.set(n.get().saturating_sub(1)));
     }
 }

@@ -489,7 +489,10 @@ impl H5Dir {
             && stamp.len <= PARSED_MAX_LEN
             && stamp.settled_before(read_at)
         {
-            let mut parsed = self.parsed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut parsed = self
+                .parsed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             parsed.retain(|p| p.path != path);
             if parsed.len() >= PARSED_FILES {
                 parsed.remove(0);
@@ -1845,11 +1848,7 @@ impl Hdf5Calls {
     /// How many parsed files this store keeps for reuse.
     #[cfg(test)]
     fn parsed_files(&self) -> usize {
-        self.dir
-            .parsed
-            .lock()
-            .map(|p| p.len())
-            .unwrap_or_default()
+        self.dir.parsed.lock().map(|p| p.len()).unwrap_or_default()
     }
 
     /// The HDF5 file a record is (or would be) stored in.
