@@ -51,6 +51,9 @@ struct H5Dir {
     parsed: Arc<std::sync::Mutex<Vec<Parsed>>>,
 }
 
+/// A file opened for reading: the handle, its length and its metadata when opened.
+type Opened = (fs::File, u64, fs::Metadata);
+
 /// A file read and parsed, with what identified it then.
 struct Parsed {
     path: PathBuf,
@@ -376,7 +379,7 @@ impl H5Dir {
     fn open_checked(
         &self,
         path: &Path,
-    ) -> Result<Result<Option<(fs::File, u64, fs::Metadata)>, Refused>, StorageError> {
+    ) -> Result<Result<Option<Opened>, Refused>, StorageError> {
         let mut open = fs::OpenOptions::new();
         open.read(true);
         #[cfg(unix)]
