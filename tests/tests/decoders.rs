@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fleche::storage::file::envelope;
-use fleche::storage::{CallRecord, Digest, SigningKey, codec, destructure};
+use fleche::storage::{CallRecord, Digest, SigningKey, codec, destructure, encoding};
 
 /// The system allocator, remembering the largest request while `WATCHING`.
 struct Largest;
@@ -120,6 +120,11 @@ fn every_decoder_survives_random_and_mutated_entries() {
     let split = destructure::split(&plain, 1).unwrap_or_else(|e| panic!("{e}"));
     seeds.push(split.root.clone());
     let parts: Vec<Vec<u8>> = split.children.iter().map(|(_, b)| b.clone()).collect();
+    // Values of format 2: blocks of every kind, alone and nested.
+    seeds.push(encoding::to_vec(&vec![1.5f64, -2.0, 3.25]).unwrap_or_default());
+    seeds.push(encoding::to_vec(&vec![vec![1i32, 2], vec![3, 4]]).unwrap_or_default());
+    seeds.push(encoding::to_vec(&(vec![true, false], vec![7u8; 40], "x")).unwrap_or_default());
+    seeds.push(encoding::to_vec(&vec![9u16; 300]).unwrap_or_default());
 
     LARGEST.store(0, Ordering::Relaxed);
     let mut opened = 0usize;
@@ -140,6 +145,11 @@ fn every_decoder_survives_random_and_mutated_entries() {
         let _ = CallRecord::decode_for(&at, &input);
         let _ = codec::decode::<Vec<Vec<u64>>>(&input);
         let _ = codec::parse(&input);
+        let _ = encoding::from_slice::<serde_json::Value>(&input);
+        let _ = encoding::from_slice::<Vec<Vec<i32>>>(&input);
+        let _ = encoding::decode_vec::<f64>(&input);
+        let _ = encoding::decode_vec::<bool>(&input);
+        let _ = encoding::read_vec::<u16>(&mut &input[..], input.len() as u64);
         let _ = destructure::references(&input);
         // Reassembly with parts that are themselves damaged now and then.
         let _ = destructure::join(&at, &input, &mut |_| {

@@ -104,11 +104,21 @@ impl<'de> Deserializer<'de> {
         visitor: V,
     ) -> Result<V::Value, DecodeError> {
         self.enter()?;
-        let v = visitor.visit_seq(BlockAccess {
-            kind,
-            payload,
-            at: self.pos - payload.len(),
-        })?;
+        let at = self.pos - payload.len();
+        // One monomorphic loop per element type: no per-element dispatch on the kind.
+        let v = match kind {
+            BlockKind::F64 => visitor.visit_seq(Elements::<f64>::new(payload, at)),
+            BlockKind::F32 => visitor.visit_seq(Elements::<f32>::new(payload, at)),
+            BlockKind::I64 => visitor.visit_seq(Elements::<i64>::new(payload, at)),
+            BlockKind::I32 => visitor.visit_seq(Elements::<i32>::new(payload, at)),
+            BlockKind::I16 => visitor.visit_seq(Elements::<i16>::new(payload, at)),
+            BlockKind::I8 => visitor.visit_seq(Elements::<i8>::new(payload, at)),
+            BlockKind::U64 => visitor.visit_seq(Elements::<u64>::new(payload, at)),
+            BlockKind::U32 => visitor.visit_seq(Elements::<u32>::new(payload, at)),
+            BlockKind::U16 => visitor.visit_seq(Elements::<u16>::new(payload, at)),
+            BlockKind::U8 => visitor.visit_seq(Elements::<u8>::new(payload, at)),
+            BlockKind::Bool => visitor.visit_seq(Elements::<bool>::new(payload, at)),
+        }?;
         self.depth -= 1;
         Ok(v)
     }
@@ -461,81 +471,104 @@ impl<'de> de::VariantAccess<'de> for Variant<'_, 'de> {
     }
 }
 
-/// The elements of a numeric block, one by one.
-struct BlockAccess<'de> {
-    kind: BlockKind,
-    payload: &'de [u8],
-    /// Where the payload starts in the input, for errors.
-    at: usize,
+/// An element type of a block, read from its little-endian bytes and handed to a visitor as
+/// the primitive it is.
+trait LeElement: Copy {
+    const WIDTH: usize;
+    /// The element in `bytes` (exactly `WIDTH` of them), or `None` if they are no element.
+    fn read(bytes: &[u8]) -> Option<Self>;
+    fn visit<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError>;
 }
 
-impl<'de> de::SeqAccess<'de> for BlockAccess<'de> {
+macro_rules! le_element {
+    ($($t:ty => $visit:ident),* $(,)?) => {$(
+        impl LeElement for $t {
+            const WIDTH: usize = size_of::<$t>();
+            #[inline(always)]
+            fn read(bytes: &[u8]) -> Option<Self> {
+                bytes.try_into().ok().map(<$t>::from_le_bytes)
+            }
+            #[inline(always)]
+            fn visit<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
+                visitor.$visit(self)
+            }
+        }
+    )*};
+}
+
+le_element!(f64 => visit_f64, f32 => visit_f32, i64 => visit_i64, i32 => visit_i32,
+    i16 => visit_i16, i8 => visit_i8, u64 => visit_u64, u32 => visit_u32, u16 => visit_u16,
+    u8 => visit_u8);
+
+impl LeElement for bool {
+    const WIDTH: usize = 1;
+    #[inline(always)]
+    fn read(bytes: &[u8]) -> Option<Self> {
+        match bytes {
+            [0] => Some(false),
+            [1] => Some(true),
+            _ => None,
+        }
+    }
+    #[inline(always)]
+    fn visit<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
+        visitor.visit_bool(self)
+    }
+}
+
+/// The elements of a numeric block, one by one.
+struct Elements<'de, T> {
+    chunks: std::slice::ChunksExact<'de, u8>,
+    /// Where the payload starts in the input, for errors.
+    at: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: LeElement> Elements<'de, T> {
+    fn new(payload: &'de [u8], at: usize) -> Self {
+        Self {
+            chunks: payload.chunks_exact(T::WIDTH),
+            at,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: LeElement> de::SeqAccess<'de> for Elements<'de, T> {
     type Error = DecodeError;
 
     #[inline]
-    fn next_element_seed<T: DeserializeSeed<'de>>(
+    fn next_element_seed<S: DeserializeSeed<'de>>(
         &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, DecodeError> {
-        let w = self.kind.width();
-        let Some((head, rest)) = self.payload.split_at_checked(w) else {
+        seed: S,
+    ) -> Result<Option<S::Value>, DecodeError> {
+        let Some(bytes) = self.chunks.next() else {
             return Ok(None);
         };
-        self.payload = rest;
-        self.at += w;
-        let mut b = [0u8; 8];
-        b[..w].copy_from_slice(head);
-        let element = match self.kind {
-            BlockKind::F64 => Element::F64(f64::from_le_bytes(b)),
-            BlockKind::F32 => Element::F32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            BlockKind::I64 => Element::I64(i64::from_le_bytes(b)),
-            BlockKind::I32 => Element::I64(i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-            BlockKind::I16 => Element::I64(i64::from(i16::from_le_bytes([b[0], b[1]]))),
-            BlockKind::I8 => Element::I64(i64::from(b[0] as i8)),
-            BlockKind::U64 | BlockKind::U32 | BlockKind::U16 | BlockKind::U8 => {
-                Element::U64(u64::from_le_bytes(b))
-            }
-            BlockKind::Bool => match b[0] {
-                0 => Element::Bool(false),
-                1 => Element::Bool(true),
-                _ => {
-                    return Err(DecodeError::Invalid {
-                        at: self.at - w,
-                        what: "a bool block byte other than 0 and 1",
-                    });
-                }
-            },
-        };
-        seed.deserialize(element).map(Some)
+        match T::read(bytes) {
+            Some(v) => seed.deserialize(One(v)).map(Some),
+            None => Err(DecodeError::Invalid {
+                at: self.at,
+                what: "a bool block byte other than 0 and 1",
+            }),
+        }
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.payload.len() / self.kind.width())
+        Some(self.chunks.len())
     }
 }
 
 /// One element of a block, as a deserializer of a primitive.
 #[derive(Clone, Copy)]
-enum Element {
-    F64(f64),
-    F32(f32),
-    I64(i64),
-    U64(u64),
-    Bool(bool),
-}
+struct One<T>(T);
 
-impl<'de> de::Deserializer<'de> for Element {
+impl<'de, T: LeElement> de::Deserializer<'de> for One<T> {
     type Error = DecodeError;
 
-    #[inline]
+    #[inline(always)]
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
-        match self {
-            Element::F64(v) => visitor.visit_f64(v),
-            Element::F32(v) => visitor.visit_f32(v),
-            Element::I64(v) => visitor.visit_i64(v),
-            Element::U64(v) => visitor.visit_u64(v),
-            Element::Bool(v) => visitor.visit_bool(v),
-        }
+        self.0.visit(visitor)
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(

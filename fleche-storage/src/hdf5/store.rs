@@ -376,10 +376,7 @@ impl H5Dir {
 
     /// The file at `path` and its length, opened for reading without following a symbolic
     /// link or blocking on a FIFO, and only when it is a regular file within `max_entry_size`.
-    fn open_checked(
-        &self,
-        path: &Path,
-    ) -> Result<Result<Option<Opened>, Refused>, StorageError> {
+    fn open_checked(&self, path: &Path) -> Result<Result<Option<Opened>, Refused>, StorageError> {
         let mut open = fs::OpenOptions::new();
         open.read(true);
         #[cfg(unix)]
