@@ -83,6 +83,12 @@ fn open(what: &str) -> Cache {
     made.unwrap_or_else(|e| panic!("cannot open {what}: {e}"))
 }
 
+/// Flushes every dirty page to disk, so a row that writes does not pay for the writeback of
+/// what an earlier row wrote (the machine's disk is shared by every row).
+fn settle_disk() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 /// An 8 MB file of the vector's bytes, for the raw floors.
 fn raw_file() -> PathBuf {
     let path = dir("raw.bin");
@@ -129,6 +135,7 @@ mod miss {
     #[divan::bench(args = ["memory", "msgpack", "sql+msgpack", "sqlite", "hdf5"])]
     fn fleche(bencher: Bencher<'_, '_>, backend: &str) {
         let cache = open(backend);
+        settle_disk();
         with_cache(&cache, || {
             bencher
                 .with_inputs(|| (NEXT.fetch_add(1, Ordering::Relaxed), INPUTS.clone()))
@@ -141,6 +148,7 @@ mod miss {
         let target = dir("raw-writes");
         let _ = std::fs::create_dir_all(&target);
         let bytes: Vec<u8> = INPUTS.iter().flat_map(|x| x.to_le_bytes()).collect();
+        settle_disk();
         bencher
             .with_inputs(|| NEXT.fetch_add(1, Ordering::Relaxed))
             .bench_local_values(|i| std::fs::write(target.join(i.to_string()), &bytes));
@@ -170,6 +178,7 @@ mod small_int {
     #[divan::bench(args = ["memory", "msgpack", "sql+msgpack"], max_time = 3)]
     fn miss(bencher: Bencher<'_, '_>, backend: &str) {
         let cache = open(backend);
+        settle_disk();
         with_cache(&cache, || {
             bencher
                 .with_inputs(|| NEXT.fetch_add(1, Ordering::Relaxed))
