@@ -481,16 +481,24 @@ impl Call {
 
     /// The stored result, decoded; with its bytes when `keep_bytes` (for waiters).
     fn try_load<T>(&self, codec: &Codec<T>, keep_bytes: bool) -> Option<(T, Option<Arc<Vec<u8>>>)> {
+        // The decode error is kept aside: what travels back through the storage layers on a
+        // hit is just the value (errors are large; hits are the hot path).
+        let mut unreadable = None;
         let found = self.cache.visit_result(&self.key, &mut |value, payload| {
             let bytes = match (&payload, keep_bytes) {
                 (Payload::Bytes(b), true) => Some(Arc::new(b.to_vec())),
                 _ => None,
             };
-            codec.decode_payload(payload, value).map(|v| (v, bytes))
+            match codec.decode_payload(payload, value) {
+                Ok(v) => Some((v, bytes)),
+                Err(e) => {
+                    unreadable = Some(e);
+                    None
+                }
+            }
         });
         match found {
-            Ok(None) => None,
-            Ok(Some(Ok((v, bytes)))) => {
+            Ok(Some(Some((v, bytes)))) => {
                 // Waiters decode bytes: made from the value when the storage lent none.
                 let bytes = match bytes {
                     None if keep_bytes => (codec.encode)(&v).ok().map(Arc::new),
@@ -498,14 +506,21 @@ impl Call {
                 };
                 Some((v, bytes))
             }
-            Ok(Some(Err(e))) => {
-                tracing::warn!(function = self.info.name, key = %self.key, error = %e,
-                    "stored result unreadable; recomputing");
+            Ok(None) => None,
+            Ok(Some(None)) => {
+                if let Some(e) = unreadable {
+                    tracing::warn!(function = self.info.name, key = %self.key, error = %e,
+                        "stored result unreadable; recomputing");
+                }
                 None
             }
             Err(e) => {
-                tracing::warn!(function = self.info.name, key = %self.key, error = %e,
-                    "cache lookup failed; running uncached");
+                let what = if e.is_corrupt() {
+                    "stored result corrupt; recomputing, and the next store replaces it"
+                } else {
+                    "cache lookup failed; running uncached"
+                };
+                tracing::warn!(function = self.info.name, key = %self.key, error = %e, "{what}");
                 None
             }
         }

@@ -77,6 +77,21 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the error is a stored entry found damaged or tampered with: a miss that the next
+    /// store of the same key repairs.
+    #[must_use]
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            Error::Storage {
+                source: StorageError::Corrupt { .. },
+                ..
+            }
+        )
+    }
+}
+
 fn files_note(files: &[PathBuf]) -> String {
     if files.is_empty() {
         String::new()

@@ -157,13 +157,14 @@ impl Layer {
         enum Got<T> {
             Out(T),
             Split(Vec<u8>),
-            Bad(StorageError),
+            // Boxed: a hit moves this through the storage's callback; keep it small.
+            Bad(Box<StorageError>),
         }
         let whole = |bytes: &[u8], visit: &mut dyn FnMut(Payload<'_>) -> T| {
             if destructure::is_split(bytes) {
                 Got::Split(bytes.to_vec())
             } else if let Err(e) = self.verified(digest, bytes) {
-                Got::Bad(e)
+                Got::Bad(Box::new(e))
             } else {
                 Got::Out(visit(Payload::Bytes(bytes)))
             }
@@ -176,11 +177,11 @@ impl Layer {
                     if self.verify_digest || destructure::is_split(reader.head()) {
                         match reader.read_all() {
                             Ok(bytes) => whole(&bytes, visit),
-                            Err(e) => Got::Bad(StorageError::corrupt(
+                            Err(e) => Got::Bad(Box::new(StorageError::corrupt(
                                 self.location.clone(),
                                 digest,
                                 format!("cannot read: {e}"),
-                            )),
+                            ))),
                         }
                     } else {
                         Got::Out(visit(Payload::Stream(reader)))
@@ -193,7 +194,7 @@ impl Layer {
             None => (None, None),
             Some(Got::Out(v)) => (Some(v), None),
             Some(Got::Split(root)) => (None, Some(root)),
-            Some(Got::Bad(e)) => return Err(e),
+            Some(Got::Bad(e)) => return Err(*e),
         };
         if let Some(root) = destructured {
             let joined = destructure::join(digest, &root, &mut |d| self.values.load(d))?;
