@@ -232,34 +232,35 @@ impl<R: io::Read> io::Read for Checked<'_, R> {
 }
 
 /// Fills `buf` from `inner` (short only at its end) chunk by chunk, while another thread feeds
-/// each filled chunk to `check`.
+/// each filled chunk to `check`; on this thread alone if no thread can be started.
 fn read_checking_in_parallel(
     inner: &mut impl io::Read,
     check: &mut (dyn FnMut(&[u8]) + Send),
     buf: &mut [u8],
 ) -> io::Result<usize> {
-    std::thread::scope(|scope| {
+    let parallel = std::thread::scope(|scope| {
         let (filled, chunks) = std::sync::mpsc::sync_channel::<&[u8]>(8);
-        let hasher = scope.spawn(move || {
-            for chunk in chunks {
-                check(chunk);
-            }
-        });
+        let checker = &mut *check;
+        let hasher = std::thread::Builder::new()
+            .name("fleche-check".into())
+            .spawn_scoped(scope, move || {
+                for chunk in chunks {
+                    checker(chunk);
+                }
+            });
+        let Ok(hasher) = hasher else {
+            return None;
+        };
         let mut total = 0;
         let mut outcome = Ok(());
         for chunk in buf.chunks_mut(CHECK_CHUNK) {
-            let mut n = 0;
-            while n < chunk.len() {
-                match inner.read(&mut chunk[n..]) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        outcome = Err(e);
-                        break;
-                    }
+            let n = match fill(inner, chunk) {
+                Ok(n) => n,
+                Err(e) => {
+                    outcome = Err(e);
+                    0
                 }
-            }
+            };
             let whole = n == chunk.len();
             let chunk: &[u8] = chunk;
             total += n;
@@ -271,10 +272,37 @@ fn read_checking_in_parallel(
         }
         drop(filled);
         if hasher.join().is_err() {
-            return Err(io::Error::other("the checking thread panicked"));
+            return Some(Err(io::Error::other("the checking thread panicked")));
         }
-        outcome.map(|()| total)
-    })
+        Some(outcome.map(|()| total))
+    });
+    if let Some(done) = parallel {
+        return done;
+    }
+    let mut total = 0;
+    for chunk in buf.chunks_mut(CHECK_CHUNK) {
+        let n = fill(inner, chunk)?;
+        check(&chunk[..n]);
+        total += n;
+        if n < chunk.len() {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Reads into `chunk` until it is full or `inner` ends; how much was read.
+fn fill(inner: &mut impl io::Read, chunk: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < chunk.len() {
+        match inner.read(&mut chunk[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// A file read from an offset on, by positioned reads: the file's own position (which another
@@ -378,5 +406,59 @@ pub(crate) mod tests {
         assert_eq!(mode(&foreign), 0o644, "an existing file keeps its mode");
         assert_eq!(fs::read(&foreign).ok().as_deref(), Some(&b"x"[..]));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod checked_tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn sum_of(bytes: &[u8]) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(bytes)
+    }
+
+    #[test]
+    fn a_checked_read_feeds_every_byte_once_in_order_whatever_the_read_sizes() {
+        let data: Vec<u8> = (0..(5 << 20) + 12_345u32)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        for (len, read_at_once) in [
+            (data.len(), data.len()),     // one large read: the parallel path
+            (data.len(), 1000),           // many small reads
+            (data.len() - 7, data.len()), // a limit inside the data
+            (3 << 20, 3 << 20),           // exactly a limit that is a chunk multiple
+        ] {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            let mut update = |b: &[u8]| h.update(b);
+            let mut r = Checked::new(&data[..], &mut update, len as u64);
+            let mut out = vec![0u8; len];
+            let mut got = 0;
+            while got < len {
+                let end = (got + read_at_once).min(len);
+                let n = r.read(&mut out[got..end]).unwrap_or(0);
+                assert!(n > 0, "short read at {got}");
+                got += n;
+            }
+            assert_eq!(r.read(&mut [0u8; 8]).ok(), Some(0), "reads past the limit");
+            assert_eq!(r.left(), 0);
+            assert_eq!(&out[..], &data[..len]);
+            assert_eq!(
+                h.digest128(),
+                sum_of(&data[..len]),
+                "{len} by {read_at_once}"
+            );
+        }
+        // A source shorter than the limit: what is there, checked, and the rest left unread.
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut update = |b: &[u8]| h.update(b);
+        let short = &data[..(3 << 20) + 5];
+        let mut r = Checked::new(short, &mut update, data.len() as u64);
+        let mut out = vec![0u8; data.len()];
+        let n = r.read(&mut out).unwrap_or(0);
+        assert_eq!(n, short.len());
+        assert_eq!(r.left(), (data.len() - short.len()) as u64);
+        assert_eq!(h.digest128(), sum_of(short));
     }
 }
