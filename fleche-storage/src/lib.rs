@@ -54,10 +54,10 @@ pub use file::{FileCalls, FileOptions, FileValues};
 #[cfg(feature = "hdf5")]
 pub use hdf5::{Hdf5Calls, Hdf5Values};
 pub use memory::{MemoryCalls, MemoryValues};
-pub use record::{CallRecord, RecordError};
+pub use record::{ArgError, CallRecord, RecordError};
 #[cfg(feature = "sqlite")]
 pub use sql::{SqlCalls, SqlDatabase, SqlValues};
 pub use sql::{SqlTarget, SqlUrlError};
 pub use traits::{CallStorage, Payload, PayloadReader, TypedValue, ValueStorage};
-pub use value::Value;
+pub use value::{Value, ValueError};
 pub use void::{VoidCalls, VoidValues};

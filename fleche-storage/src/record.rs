@@ -71,6 +71,58 @@ impl CallRecord {
             .iter()
             .find_map(|(n, v)| (n == name).then_some(v))
     }
+
+    /// The argument named `name` as a `T`, read back from its recorded form (see
+    /// [`Value::deserialize_into`]); [`CallRecord::argument`] gives the [`Value`] itself.
+    ///
+    /// ```
+    /// use fleche_storage::{CallRecord, Digest, Value};
+    ///
+    /// let mut r = CallRecord::new(Digest::from_bytes([1; 32]), "f", Digest::from_bytes([2; 32]));
+    /// r.arguments.push(("seed".into(), Value::from(7u32)));
+    /// assert_eq!(r.arg::<u64>("seed").ok(), Some(7));
+    /// assert!(r.arg::<u64>("steps").is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ArgError`], naming the argument: there is none of that name, or it is not a `T`.
+    pub fn arg<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, ArgError> {
+        let value = self.argument(name).ok_or_else(|| ArgError::Missing {
+            name: name.to_owned(),
+            function: self.function.clone(),
+        })?;
+        value.deserialize_into().map_err(|source| ArgError::Type {
+            name: name.to_owned(),
+            type_name: std::any::type_name::<T>(),
+            source,
+        })
+    }
+}
+
+/// Why [`CallRecord::arg`] cannot give an argument back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgError {
+    /// The record has no argument of that name.
+    #[error("the call of `{function}` has no argument `{name}`")]
+    Missing {
+        /// The argument asked for.
+        name: String,
+        /// The function of the record.
+        function: String,
+    },
+    /// The argument's recorded form is not a value of the type asked for.
+    #[error("argument `{name}` is not a `{type_name}`: {source}")]
+    Type {
+        /// The argument asked for.
+        name: String,
+        /// The type asked for.
+        type_name: &'static str,
+        /// What does not match.
+        #[source]
+        source: crate::value::ValueError,
+    },
 }
 
 /// Why stored bytes are not the call record of a key ([`CallRecord::decode_for`]).

@@ -301,3 +301,201 @@ impl From<String> for Value {
         Value::Str(v)
     }
 }
+
+/// Why a [`Value`] is not a value of the type asked for ([`Value::deserialize_into`],
+/// [`crate::CallRecord::arg`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(String);
+
+impl serde::de::Error for ValueError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        ValueError(msg.to_string())
+    }
+}
+
+impl Value {
+    /// The value as a `T`, for any type whose serde form matches: integers as any integer type
+    /// they fit, structs and maps as structs or maps, variants as enums, and so on.
+    ///
+    /// ```
+    /// use fleche_storage::Value;
+    ///
+    /// let v = Value::Seq(vec![Value::from(1u8), Value::from(2u8)]);
+    /// assert_eq!(v.deserialize_into::<Vec<u64>>(), Ok(vec![1, 2]));
+    /// assert!(v.deserialize_into::<String>().is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What does not match, as serde says it.
+    pub fn deserialize_into<T: serde::de::DeserializeOwned>(&self) -> Result<T, ValueError> {
+        T::deserialize(ValueDeserializer(self))
+    }
+}
+
+/// A [`Value`] read through serde.
+#[derive(Clone, Copy)]
+struct ValueDeserializer<'a>(&'a Value);
+
+impl<'de> serde::de::IntoDeserializer<'de, ValueError> for ValueDeserializer<'de> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for ValueDeserializer<'de> {
+    type Error = ValueError;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        use serde::de::value::{MapDeserializer, SeqDeserializer};
+        match self.0 {
+            Value::Null => visitor.visit_unit(),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Int(i) => match (i64::try_from(*i), u64::try_from(*i)) {
+                (_, Ok(u)) => visitor.visit_u64(u),
+                (Ok(s), _) => visitor.visit_i64(s),
+                _ => visitor.visit_i128(*i),
+            },
+            Value::UInt(u) => visitor.visit_u128(*u),
+            Value::Float(f) => visitor.visit_f64(*f),
+            Value::Char(c) => visitor.visit_char(*c),
+            Value::Str(s) => visitor.visit_borrowed_str(s),
+            Value::Bytes(b) => visitor.visit_borrowed_bytes(b),
+            Value::Seq(items) => {
+                let mut seq = SeqDeserializer::new(items.iter().map(ValueDeserializer));
+                let v = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(v)
+            }
+            Value::Map(entries) => {
+                let mut map = MapDeserializer::new(
+                    entries
+                        .iter()
+                        .map(|(k, v)| (ValueDeserializer(k), ValueDeserializer(v))),
+                );
+                let v = visitor.visit_map(&mut map)?;
+                map.end()?;
+                Ok(v)
+            }
+            Value::Struct(fields) => {
+                let mut map = MapDeserializer::new(
+                    fields
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), ValueDeserializer(v))),
+                );
+                let v = visitor.visit_map(&mut map)?;
+                map.end()?;
+                Ok(v)
+            }
+            Value::Variant(name, payload) => {
+                let mut map = MapDeserializer::new(std::iter::once((
+                    name.as_str(),
+                    ValueDeserializer(payload),
+                )));
+                let v = visitor.visit_map(&mut map)?;
+                map.end()?;
+                Ok(v)
+            }
+            Value::Digest(d) => visitor.visit_string(d.to_hex()),
+        }
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_unit_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        match self.0 {
+            Value::Null | Value::Struct(_) => visitor.visit_unit(),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        match self.0 {
+            Value::Variant(name, payload) => visitor.visit_enum(VariantAccess(name, payload)),
+            Value::Str(name) => visitor.visit_enum(serde::de::IntoDeserializer::into_deserializer(
+                name.as_str(),
+            )),
+            other => Err(serde::de::Error::custom(format!(
+                "expected an enum variant, found {other}"
+            ))),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+/// A variant and its payload, for `deserialize_enum`.
+struct VariantAccess<'a>(&'a str, &'a Value);
+
+impl<'de> serde::de::EnumAccess<'de> for VariantAccess<'de> {
+    type Error = ValueError;
+    type Variant = ValueDeserializer<'de>;
+    fn variant_seed<S: serde::de::DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self::Variant), ValueError> {
+        let name =
+            seed.deserialize(serde::de::IntoDeserializer::<ValueError>::into_deserializer(self.0))?;
+        Ok((name, ValueDeserializer(self.1)))
+    }
+}
+
+impl<'de> serde::de::VariantAccess<'de> for ValueDeserializer<'de> {
+    type Error = ValueError;
+    fn unit_variant(self) -> Result<(), ValueError> {
+        Ok(())
+    }
+    fn newtype_variant_seed<S: serde::de::DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<S::Value, ValueError> {
+        seed.deserialize(self)
+    }
+    fn tuple_variant<V: serde::de::Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        serde::Deserializer::deserialize_any(self, visitor)
+    }
+    fn struct_variant<V: serde::de::Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        serde::Deserializer::deserialize_any(self, visitor)
+    }
+}

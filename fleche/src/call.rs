@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::flight::{Flights, Join, Lead};
 use crate::key::{KeyHasher, tag};
-use crate::metadata::Runtime;
+use crate::metadata::{Runtime, Tags};
 use crate::scope::current_cache;
 use crate::{Cache, Error, Query};
 
@@ -663,6 +663,9 @@ impl Sealed {
         let mut metadata = BTreeMap::new();
         if crate::registry::records_runtime() {
             metadata.insert(Runtime::NAME.to_owned(), runtime.to_value());
+        }
+        if let Some(tags) = crate::metadata::current_tags() {
+            metadata.insert(Tags::NAME.to_owned(), tags.to_value());
         }
         let mut record = CallRecord::new(call.key, call.info.name, result);
         record.version = call.info.version.map(str::to_owned);

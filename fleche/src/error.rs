@@ -8,6 +8,15 @@ use fleche_storage::{Digest, StorageError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// [`Query::only`](crate::Query::only) found no matching call, or more than one.
+    #[error("expected exactly one matching call, found {found}")]
+    NotExactlyOne {
+        /// How many matched.
+        found: usize,
+    },
+    /// [`CallRecord::arg`](crate::CallRecord::arg) could not give an argument back.
+    #[error(transparent)]
+    Argument(#[from] fleche_storage::ArgError),
     /// A cache name that is neither reserved nor defined in a configuration file.
     #[error(
         "unknown cache `{name}`: the caches available are {}{}",

@@ -14,6 +14,7 @@ mod keys;
 mod kinds;
 mod macros;
 mod processes;
+mod query;
 mod runtime;
 #[cfg(feature = "sqlite")]
 mod sql_trust;
