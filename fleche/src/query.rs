@@ -369,4 +369,30 @@ impl Cache {
     pub fn query(&self) -> Query {
         Query::new().in_cache(self)
     }
+
+    /// A read-only view of this cache showing only the calls `query`'s filters match (its order,
+    /// paging and cache are ignored): memoized calls under it hit only those calls, and run
+    /// without storing otherwise.
+    ///
+    /// ```
+    /// #[fleche::memoize]
+    /// fn sq(x: u64) -> u64 { x * x }
+    ///
+    /// # fn main() -> Result<(), fleche::Error> {
+    /// let c = fleche::Cache::memory();
+    /// fleche::with_cache(&c, || { sq(1); sq(2); });
+    /// let only_two = c.filtered(fleche::Query::new().arg("x", 2u64));
+    /// assert!(fleche::with_cache(&only_two, || sq::contains(2)));
+    /// assert!(!fleche::with_cache(&only_two, || sq::contains(1)));
+    /// assert_eq!(only_two.records()?.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    /// For a stack or a pool, every layer is filtered.
+    #[must_use]
+    pub fn filtered(&self, query: Query) -> Cache {
+        let filters = query.filters;
+        let accept: std::sync::Arc<dyn Fn(&CallRecord) -> bool + Send + Sync> =
+            std::sync::Arc::new(move |r: &CallRecord| filters.iter().all(|f| f.matches(r)));
+        self.with_record_filter(&accept)
+    }
 }

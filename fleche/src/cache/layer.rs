@@ -12,6 +12,9 @@ use fleche_storage::{
 use super::eviction::EvictionPolicy;
 use crate::sync::lock;
 
+/// Which records a filtered layer shows.
+pub(crate) type RecordFilter = Arc<dyn Fn(&CallRecord) -> bool + Send + Sync>;
+
 /// A values storage and a calls storage, possibly read-only or size-limited.
 #[derive(Clone)]
 pub(crate) struct Layer {
@@ -23,6 +26,10 @@ pub(crate) struct Layer {
     remaining_depth: Option<usize>,
     /// Recompute every loaded value's blake3 digest (`verify = "digest"`).
     verify_digest: bool,
+    /// Memoized lookups miss (stores still happen): `Cache::refreshing`.
+    refreshing: bool,
+    /// Only the records this accepts are visible: `Cache::filtered`.
+    filter: Option<RecordFilter>,
     /// Where errors say they happened.
     location: String,
 }
@@ -36,6 +43,8 @@ impl fmt::Debug for Layer {
             .field("max_size", &self.limit.as_ref().map(|l| l.max))
             .field("remaining_depth", &self.remaining_depth)
             .field("verify_digest", &self.verify_digest)
+            .field("refreshing", &self.refreshing)
+            .field("filtered", &self.filter.is_some())
             .finish()
     }
 }
@@ -78,6 +87,8 @@ impl Layer {
             limit: None,
             remaining_depth: None,
             verify_digest: false,
+            refreshing: false,
+            filter: None,
             location: location.into(),
         }
     }
@@ -106,6 +117,31 @@ impl Layer {
         self
     }
 
+    /// The same storages, missing on every memoized lookup but storing.
+    pub(crate) fn with_refreshing(mut self) -> Self {
+        self.refreshing = true;
+        self
+    }
+
+    /// The same storages, read-only, showing only the records `filter` accepts.
+    pub(crate) fn with_filter(mut self, filter: RecordFilter) -> Self {
+        self.filter = Some(filter);
+        self.read_only = true;
+        self
+    }
+
+    fn visible(&self, r: &CallRecord) -> bool {
+        self.filter.as_ref().is_none_or(|f| f(r))
+    }
+
+    /// The result digest of `key` among the visible records.
+    fn visible_result(&self, key: &Digest) -> Result<Option<Digest>, StorageError> {
+        match &self.filter {
+            None => self.calls.result_of(key),
+            Some(f) => Ok(self.calls.load(key)?.filter(|r| f(r)).map(|r| r.result)),
+        }
+    }
+
     /// With `verify = "digest"`: that `bytes` are the value `digest` names.
     fn verified(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
         if self.verify_digest && blake3::hash(bytes).as_bytes() != digest.as_bytes() {
@@ -130,17 +166,21 @@ impl Layer {
 
     /// The record stored under `key`.
     pub(crate) fn record(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
-        self.calls.load(key)
+        Ok(self.calls.load(key)?.filter(|r| self.visible(r)))
     }
 
     /// Every stored record.
     pub(crate) fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
-        self.calls.records()
+        let mut records = self.calls.records()?;
+        if self.filter.is_some() {
+            records.retain(|r| self.visible(r));
+        }
+        Ok(records)
     }
 
     /// Whether a call is stored under `key` (not counted as a use).
     pub(crate) fn holds(&self, key: &Digest) -> Result<bool, StorageError> {
-        Ok(self.calls.result_of(key)?.is_some())
+        Ok(self.visible_result(key)?.is_some())
     }
 
     /// Calls `visit` with value `digest` in the cheapest form its storage has (see
@@ -213,7 +253,10 @@ impl Layer {
 
     /// The result digest of `key`, counting as a use for the eviction policy.
     pub(crate) fn result_of(&self, key: &Digest) -> Result<Option<Digest>, StorageError> {
-        let found = self.calls.result_of(key)?;
+        if self.refreshing {
+            return Ok(None);
+        }
+        let found = self.visible_result(key)?;
         if let (Some(_), Some(limit)) = (found, &self.limit) {
             lock(&limit.state).policy.touch(key);
         }
@@ -346,7 +389,7 @@ impl Layer {
         &self,
         key: &Digest,
     ) -> Result<Option<(CallRecord, Vec<u8>)>, StorageError> {
-        let Some(record) = self.calls.load(key)? else {
+        let Some(record) = self.record(key)? else {
             return Ok(None);
         };
         Ok(self.value(&record.result)?.map(|bytes| (record, bytes)))

@@ -324,6 +324,58 @@ impl Cache {
         self.derived("verify_digest", Layer::with_verify_digest)
     }
 
+    /// A view of the same storages whose memoized lookups always miss, while results are still
+    /// stored (over any stored ones): rerunning a computation under it recomputes every memoized
+    /// call it makes, nested ones included, and refreshes what is stored.
+    ///
+    /// ```
+    /// #[fleche::memoize]
+    /// fn step(x: u64) -> u64 { x + 1 }
+    ///
+    /// # fn main() -> Result<(), fleche::Error> {
+    /// let c = fleche::Cache::memory();
+    /// fleche::with_cache(&c, || step(1));
+    /// let refreshing = c.refreshing();
+    /// fleche::with_cache(&refreshing, || step(1));           // runs again, stores again
+    /// assert!(fleche::with_cache(&c, || step::contains(1)));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// For a stack or a pool, every layer refreshes.
+    #[must_use]
+    pub fn refreshing(&self) -> Cache {
+        self.map_layers(|l| l.with_refreshing())
+    }
+
+    /// A read-only view of the same storages that shows only the records `accept` accepts
+    /// (what [`Cache::filtered`] builds from a query), in every layer.
+    pub(crate) fn with_record_filter(&self, accept: &layer::RecordFilter) -> Cache {
+        self.map_layers(|l| l.with_filter(Arc::clone(accept)))
+    }
+
+    /// The same cache with every layer changed by `change`.
+    fn map_layers(&self, change: impl Fn(Layer) -> Layer) -> Cache {
+        let each = |l: &Arc<Layer>| Arc::new(change(Layer::clone(l)));
+        let kind = match &self.inner.kind {
+            Kind::Single(l) => Kind::Single(each(l)),
+            Kind::Stack { layers, .. } => Kind::Stack {
+                layers: layers.iter().map(each).collect(),
+                backfill: Mutex::new(()),
+            },
+            Kind::Pool(members) => Kind::Pool(members.iter().map(each).collect()),
+        };
+        let writes = match &kind {
+            Kind::Single(l) => !l.is_read_only(),
+            Kind::Stack { layers, .. } => layers.first().is_some_and(|l| !l.is_read_only()),
+            Kind::Pool(_) => false,
+        };
+        Self::new(
+            self.inner.name.clone(),
+            kind,
+            self.inner.flights.is_some() && writes,
+        )
+    }
+
     /// The digests of every stored value (for stacks and pools, of every layer, without
     /// duplicates), destructured parts included.
     ///

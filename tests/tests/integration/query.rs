@@ -227,3 +227,61 @@ fn queries_evict_and_transfer_what_they_match() -> Result<(), Error> {
     assert!(with_cache(&archive, || sim::contains(5, 0.5, spec(5))));
     Ok(())
 }
+
+static RUNS_STEP: crate::support::Counter = crate::support::Counter::new();
+
+#[memoize(name = "query.inner")]
+fn inner(x: u64) -> u64 {
+    RUNS_STEP.hit();
+    x + 1
+}
+
+#[memoize(name = "query.outer")]
+fn outer(x: u64) -> u64 {
+    inner(x) * 10
+}
+
+#[test]
+fn a_filtered_cache_shows_only_what_the_query_matches_and_stores_nothing() -> Result<(), Error> {
+    let c = filled();
+    let view = c.filtered(fleche::Query::new().arg_range("seed", 4u64..));
+    assert_eq!(view.records()?.len(), 2);
+    assert!(with_cache(&view, || sim::contains(4, 0.5, spec(4))));
+    assert!(!with_cache(&view, || sim::contains(1, 0.5, spec(1))));
+    assert_eq!(with_cache(&view, || sim::load(1, 0.5, spec(1))), None);
+    assert_eq!(view.query().count()?, 2);
+    // A miss under the view runs and stores nothing; evicting through it is refused.
+    with_cache(&view, || sim(9, 0.5, spec(9)));
+    assert_eq!(c.query().arg("seed", 9u64).count()?, 0);
+    assert!(
+        view.evict(&with_cache(&c, || sim::digest(4, 0.5, spec(4))))
+            .is_err()
+    );
+    // Filtering a stack filters every layer.
+    let stack = Cache::stack("s", [Cache::memory(), c.clone()])?;
+    assert_eq!(
+        stack
+            .filtered(fleche::Query::new().arg("seed", 2u64))
+            .records()?
+            .len(),
+        1
+    );
+    Ok(())
+}
+
+#[test]
+fn a_refreshing_cache_recomputes_nested_calls_and_stores_them() -> Result<(), Error> {
+    let c = Cache::memory();
+    with_cache(&c, || outer(1));
+    let runs = RUNS_STEP.get();
+    with_cache(&c, || outer(1));
+    assert_eq!(RUNS_STEP.get(), runs, "a hit");
+    let fresh = c.refreshing();
+    assert_eq!(with_cache(&fresh, || outer(1)), 20);
+    assert_eq!(RUNS_STEP.get(), runs + 1, "the nested call ran again");
+    // Stored again, in the same storages: a plain lookup hits.
+    assert_eq!(c.query().function("query.inner").count()?, 1);
+    with_cache(&c, || outer(1));
+    assert_eq!(RUNS_STEP.get(), runs + 1);
+    Ok(())
+}
