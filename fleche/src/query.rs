@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::metadata::{Runtime, Tags};
 use crate::scope::current_cache;
-use crate::{Cache, Error, Key, Transfer};
+use crate::{Cache, Error, Key};
 
 /// A filter over the call records of a cache: by function, version, argument value, metadata and
 /// result, in an order, with paging.
@@ -228,7 +228,7 @@ impl Query {
         self
     }
 
-    fn cache(&self) -> Cache {
+    pub(crate) fn active_cache(&self) -> Cache {
         self.cache.clone().unwrap_or_else(current_cache)
     }
 
@@ -260,7 +260,7 @@ impl Query {
     ///
     /// [`Error::Storage`] when the calls storage fails.
     pub fn records(&self) -> Result<Vec<CallRecord>, Error> {
-        self.records_in(&self.cache())
+        self.records_in(&self.active_cache())
     }
 
     /// The matching records of `cache` (ignoring [`in_cache`](Query::in_cache)), in order, paged.
@@ -285,7 +285,7 @@ impl Query {
     ///
     /// [`Error::Storage`] when the calls storage fails.
     pub fn latest(&self) -> Result<Option<CallRecord>, Error> {
-        let mut all = self.matching(&self.cache())?;
+        let mut all = self.matching(&self.active_cache())?;
         Ok(if self.newest_first {
             all.into_iter().next()
         } else {
@@ -299,7 +299,7 @@ impl Query {
     ///
     /// [`Error::Storage`] when the calls storage fails.
     pub fn oldest(&self) -> Result<Option<CallRecord>, Error> {
-        let mut all = self.matching(&self.cache())?;
+        let mut all = self.matching(&self.active_cache())?;
         Ok(if self.newest_first {
             all.pop()
         } else {
@@ -329,7 +329,7 @@ impl Query {
     /// [`Error::Storage`] when a storage fails, [`Error::Decode`] when a stored result is not a
     /// `T`.
     pub fn results<T: DeserializeOwned>(&self) -> Result<Vec<(CallRecord, T)>, Error> {
-        let cache = self.cache();
+        let cache = self.active_cache();
         let mut out = Vec::new();
         for r in self.records_in(&cache)? {
             if let Some(v) = cache.load::<T>(&r.key)? {
@@ -345,22 +345,12 @@ impl Query {
     ///
     /// [`Error::Storage`] when the calls storage fails.
     pub fn evict(&self) -> Result<usize, Error> {
-        let cache = self.cache();
+        let cache = self.active_cache();
         let mut n = 0;
         for r in self.records_in(&cache)? {
             n += usize::from(cache.evict(&r.key)?);
         }
         Ok(n)
-    }
-
-    /// Copies the matching calls and their values into `to`, keeping calls `to` already holds
-    /// ([`Cache::transfer`] without `overwrite`).
-    ///
-    /// # Errors
-    ///
-    /// As [`Cache::transfer`].
-    pub fn transfer(&self, to: &Cache) -> Result<Transfer, Error> {
-        self.cache().transfer(to, self, false)
     }
 }
 

@@ -89,3 +89,15 @@ pub struct Transfer {
     /// missing from the source.
     pub skipped: Vec<Digest>,
 }
+
+impl Query {
+    /// Copies the matching calls and their values into `to`, keeping calls `to` already holds
+    /// ([`Cache::transfer`] without `overwrite`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::transfer`].
+    pub fn transfer(&self, to: &Cache) -> Result<Transfer, Error> {
+        self.active_cache().transfer(to, self, false)
+    }
+}
