@@ -179,6 +179,50 @@ pub(crate) fn reclaim_temporary(
     Ok(removed)
 }
 
+/// Why an entry's path is not read ([`open_regular`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A symbolic link: not followed.
+    Link,
+    /// A directory, FIFO, device or socket.
+    NotRegular,
+    /// Longer than the reader's bound.
+    TooLarge { size: u64 },
+}
+
+/// The file at `path` opened for reading, and its metadata: without following a symbolic link,
+/// without blocking on a FIFO or device, only when it is a regular file no longer than `max`.
+/// `Ok(Ok(None))` when there is no file.
+pub(crate) fn open_regular(
+    path: &Path,
+    max: u64,
+) -> Result<Result<Option<(fs::File, fs::Metadata)>, Refusal>, StorageError> {
+    let mut open = fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut open, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    #[cfg(not(unix))]
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => return Ok(Err(Refusal::Link)),
+        _ => {}
+    }
+    let file = match open.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(None)),
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Err(Refusal::Link)),
+        Err(e) => return Err(io_error(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if !meta.is_file() {
+        return Ok(Err(Refusal::NotRegular));
+    }
+    if meta.len() > max {
+        return Ok(Err(Refusal::TooLarge { size: meta.len() }));
+    }
+    Ok(Ok(Some((file, meta))))
+}
+
 /// The most a [`Checked`] reader reads at once: what was read is checked while it is still in
 /// the processor's cache.
 const CHECK_CHUNK: usize = 256 * 1024;

@@ -178,38 +178,16 @@ impl EntryDir {
     /// without blocking on a FIFO or device, only a regular file, and only when its length is
     /// within `max_entry_size` (plus the envelope's header).
     fn open_file(&self, digest: &Digest) -> Result<Option<(fs::File, u64)>, StorageError> {
-        let path = self.path(digest);
-        let mut open = fs::OpenOptions::new();
-        open.read(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(
-            &mut open,
-            libc::O_NOFOLLOW | libc::O_NONBLOCK,
-        );
-        let file = match open.open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            #[cfg(unix)]
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(self.corrupt(digest, NotAnEntry("a symbolic link")));
-            }
-            Err(e) => return Err(io_error(&path, e)),
-        };
-        let meta = file.metadata().map_err(|e| io_error(&path, e))?;
-        if !meta.is_file() {
-            return Err(self.corrupt(digest, NotAnEntry("not a regular file")));
-        }
+        use crate::fs::Refusal;
         let max = self.options.limit().saturating_add(envelope::HEADER as u64);
-        if meta.len() > max {
-            return Err(self.corrupt(
-                digest,
-                EnvelopeError::TooLarge {
-                    size: meta.len(),
-                    max,
-                },
-            ));
+        match crate::fs::open_regular(&self.path(digest), max)? {
+            Ok(found) => Ok(found.map(|(file, meta)| (file, meta.len()))),
+            Err(Refusal::Link) => Err(self.corrupt(digest, NotAnEntry("a symbolic link"))),
+            Err(Refusal::NotRegular) => Err(self.corrupt(digest, NotAnEntry("not a regular file"))),
+            Err(Refusal::TooLarge { size }) => {
+                Err(self.corrupt(digest, EnvelopeError::TooLarge { size, max }))
+            }
         }
-        Ok(Some((file, meta.len())))
     }
 
     /// The bytes of the file of `digest`, opened as [`EntryDir::open_file`] says.

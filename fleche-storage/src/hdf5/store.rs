@@ -377,38 +377,14 @@ impl H5Dir {
     /// The file at `path` and its length, opened for reading without following a symbolic
     /// link or blocking on a FIFO, and only when it is a regular file within `max_entry_size`.
     fn open_checked(&self, path: &Path) -> Result<Result<Option<Opened>, Refused>, StorageError> {
-        let mut open = fs::OpenOptions::new();
-        open.read(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(
-            &mut open,
-            libc::O_NOFOLLOW | libc::O_NONBLOCK,
-        );
-        #[cfg(not(unix))]
-        match fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_symlink() => return Ok(Err(Refused::Link)),
-            _ => {}
-        }
-        let file = match open.open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(None)),
-            #[cfg(unix)]
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Err(Refused::Link)),
-            Err(e) => return Err(io_error(path, e)),
-        };
-        let meta = file.metadata().map_err(|e| io_error(path, e))?;
-        if !meta.is_file() {
-            return Ok(Err(Refused::NotRegular));
-        }
+        use crate::fs::Refusal;
         let max = self.max_entry_size;
-        if meta.len() > max {
-            return Ok(Err(Refused::FileTooLarge {
-                size: meta.len(),
-                max,
-            }));
-        }
-        let len = meta.len();
-        Ok(Ok(Some((file, len, meta))))
+        Ok(match crate::fs::open_regular(path, max)? {
+            Ok(found) => Ok(found.map(|(file, meta)| (file, meta.len(), meta))),
+            Err(Refusal::Link) => Err(Refused::Link),
+            Err(Refusal::NotRegular) => Err(Refused::NotRegular),
+            Err(Refusal::TooLarge { size }) => Err(Refused::FileTooLarge { size, max }),
+        })
     }
 
     /// The bytes of an opened file of length `len` (as [`H5Dir::open_checked`] found it).
