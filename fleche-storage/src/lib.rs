@@ -42,6 +42,7 @@ pub mod integrity;
 pub mod memory;
 mod record;
 pub mod registry;
+pub mod select;
 pub mod sql;
 mod traits;
 mod value;
@@ -55,6 +56,7 @@ pub use file::{FileCalls, FileOptions, FileValues};
 pub use hdf5::{Hdf5Calls, Hdf5Values};
 pub use memory::{MemoryCalls, MemoryValues};
 pub use record::{ArgError, CallRecord, RecordError};
+pub use select::{Condition, Selection};
 #[cfg(feature = "sqlite")]
 pub use sql::{SqlCalls, SqlDatabase, SqlValues};
 pub use sql::{SqlTarget, SqlUrlError};

@@ -207,6 +207,26 @@ impl CallStorage for MemoryCalls {
         let map = self.records.read().unwrap_or_else(PoisonError::into_inner);
         Ok(map.values().cloned().collect())
     }
+
+    /// Filters the records in place and clones only the matches.
+    fn select(&self, selection: &crate::Selection) -> Result<Vec<CallRecord>, StorageError> {
+        let map = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        let matching = map
+            .values()
+            .filter(|r| selection.matches(r))
+            .cloned()
+            .collect();
+        drop(map);
+        Ok(selection.page(matching))
+    }
+
+    fn count(&self, selection: &crate::Selection) -> Result<usize, StorageError> {
+        let map = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        let n = map.values().filter(|r| selection.matches(r)).count();
+        drop(map);
+        let after_skip = n.saturating_sub(selection.skip);
+        Ok(selection.take.map_or(after_skip, |t| after_skip.min(t)))
+    }
 }
 
 #[cfg(test)]

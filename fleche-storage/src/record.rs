@@ -164,3 +164,57 @@ pub(crate) fn readable(
         })
         .collect()
 }
+
+/// [`readable`], keeping only the records `keep` accepts, with the loads spread over the
+/// machine's cores when there are enough keys for threads to pay.
+pub(crate) fn readable_parallel(
+    keys: Vec<Digest>,
+    load: impl Fn(&Digest) -> Result<Option<CallRecord>, crate::StorageError> + Sync,
+    keep: impl Fn(&CallRecord) -> bool + Sync,
+) -> Vec<CallRecord> {
+    /// Below this many keys, one thread does it.
+    const PER_THREAD: usize = 256;
+    let one = &|key: &Digest| match load(key) {
+        Ok(Some(r)) if keep(&r) => Some(r),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping unreadable call record");
+            None
+        }
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(keys.len() / PER_THREAD)
+        .min(16);
+    if threads <= 1 {
+        return keys.iter().filter_map(one).collect();
+    }
+    let chunk = keys.len().div_ceil(threads);
+    let parts: Vec<Option<Vec<CallRecord>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = keys
+            .chunks(chunk)
+            .map(|part| {
+                std::thread::Builder::new()
+                    .spawn_scoped(s, || part.iter().filter_map(one).collect::<Vec<_>>())
+                    .map_err(|_| part)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h.join().ok(),
+                // No thread could be started: this thread reads the part.
+                Err(part) => Some(part.iter().filter_map(one).collect()),
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for (part, records) in keys.chunks(chunk).zip(parts) {
+        match records {
+            Some(r) => out.extend(r),
+            // A panicked reader: read its part again here.
+            None => out.extend(part.iter().filter_map(one)),
+        }
+    }
+    out
+}

@@ -5,7 +5,7 @@ use std::fmt::{self, Debug};
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::{CallRecord, Digest, StorageError};
+use crate::{CallRecord, Digest, Selection, StorageError};
 
 /// A result value kept as itself, not as bytes: what a storage that lives in process memory can
 /// hold so that a hit is a clone (see [`ValueStorage::keeps_values`]). Any `Serialize + Send +
@@ -212,6 +212,19 @@ pub trait CallStorage: Send + Sync + Debug {
     fn evict(&self, key: &Digest) -> Result<bool, StorageError>;
     /// Every stored record, in no particular order.
     fn records(&self) -> Result<Vec<CallRecord>, StorageError>;
+    /// The records `selection` matches, in its order, paged: what a query asks of a storage.
+    /// The default filters [`records`](CallStorage::records) with [`Selection::apply`], so a
+    /// backend that does not override it answers every query correctly; a backend with indexes
+    /// (the SQLite one) answers from them. Whatever it does, it must return what the default
+    /// returns on the same records.
+    fn select(&self, selection: &Selection) -> Result<Vec<CallRecord>, StorageError> {
+        Ok(selection.apply(self.records()?))
+    }
+    /// How many records [`select`](CallStorage::select) returns for `selection`. The default
+    /// counts them; a backend with indexes counts without reading the records.
+    fn count(&self, selection: &Selection) -> Result<usize, StorageError> {
+        Ok(self.select(selection)?.len())
+    }
     /// Removes temporary files older than `older_than` that writers killed mid-write left
     /// behind; returns how many. Storages without temporary files keep the default (none).
     fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
@@ -279,6 +292,12 @@ impl<T: CallStorage + ?Sized> CallStorage for Box<T> {
     }
     fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
         (**self).records()
+    }
+    fn select(&self, selection: &Selection) -> Result<Vec<CallRecord>, StorageError> {
+        (**self).select(selection)
+    }
+    fn count(&self, selection: &Selection) -> Result<usize, StorageError> {
+        (**self).count(selection)
     }
     fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
         (**self).reclaim_temporary(older_than)

@@ -35,7 +35,7 @@ impl Runtime {
     pub fn from_value(value: &Value) -> Option<Self> {
         let secs = |name| {
             let s = value.field(name)?.as_f64()?;
-            (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s))
+            Duration::try_from_secs_f64(s).ok()
         };
         Some(Self {
             start: UNIX_EPOCH + secs("start")?,

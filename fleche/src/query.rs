@@ -1,13 +1,11 @@
 //! Listing and filtering stored calls.
 
-use std::cmp::Ordering;
 use std::ops::{Bound, RangeBounds};
 use std::time::{Duration, SystemTime};
 
-use fleche_storage::{CallRecord, Digest, Value};
+use fleche_storage::{CallRecord, Condition, Digest, Selection, Value};
 use serde::de::DeserializeOwned;
 
-use crate::metadata::{Runtime, Tags};
 use crate::scope::current_cache;
 use crate::{Cache, Error, Key};
 
@@ -40,53 +38,8 @@ use crate::{Cache, Error, Key};
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct Query {
-    filters: Vec<Filter>,
-    newest_first: bool,
-    skip: usize,
-    take: Option<usize>,
+    selection: Selection,
     cache: Option<Cache>,
-}
-
-#[derive(Debug, Clone)]
-enum Filter {
-    Function(String),
-    Version(String),
-    Result(Digest),
-    Arg(String, Value),
-    ArgIn(String, Vec<Value>),
-    ArgRange(String, Bound<Value>, Bound<Value>),
-    Tag(String, Value),
-    HasMeta(String),
-    Since(SystemTime),
-    Until(SystemTime),
-    SlowerThan(Duration),
-}
-
-/// Orders two numbers (integers of any width, floats), or says they are not comparable.
-fn numeric_cmp(a: &Value, b: &Value) -> Option<Ordering> {
-    match (a, b) {
-        (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
-        (Value::UInt(x), Value::UInt(y)) => Some(x.cmp(y)),
-        (Value::Int(_), Value::UInt(_)) => Some(Ordering::Less),
-        (Value::UInt(_), Value::Int(_)) => Some(Ordering::Greater),
-        _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
-    }
-}
-
-fn within(v: &Value, low: &Bound<Value>, high: &Bound<Value>) -> bool {
-    let above = match low {
-        Bound::Unbounded => true,
-        Bound::Included(b) => {
-            matches!(numeric_cmp(v, b), Some(Ordering::Greater | Ordering::Equal))
-        }
-        Bound::Excluded(b) => matches!(numeric_cmp(v, b), Some(Ordering::Greater)),
-    };
-    let below = match high {
-        Bound::Unbounded => true,
-        Bound::Included(b) => matches!(numeric_cmp(v, b), Some(Ordering::Less | Ordering::Equal)),
-        Bound::Excluded(b) => matches!(numeric_cmp(v, b), Some(Ordering::Less)),
-    };
-    above && below
 }
 
 fn bound<T: Key>(b: Bound<&T>) -> Bound<Value> {
@@ -97,56 +50,45 @@ fn bound<T: Key>(b: Bound<&T>) -> Bound<Value> {
     }
 }
 
-impl Filter {
-    fn matches(&self, r: &CallRecord) -> bool {
-        let runtime = || Runtime::from_record(r);
-        match self {
-            Filter::Function(f) => r.function == *f,
-            Filter::Version(v) => r.version.as_deref() == Some(v.as_str()),
-            Filter::Result(d) => r.result == *d,
-            Filter::Arg(name, value) => r.argument(name) == Some(value),
-            Filter::ArgIn(name, values) => r.argument(name).is_some_and(|a| values.contains(a)),
-            Filter::ArgRange(name, low, high) => {
-                r.argument(name).is_some_and(|a| within(a, low, high))
-            }
-            Filter::Tag(k, v) => Tags::from_record(r).is_some_and(|t| t.get(k) == Some(v)),
-            Filter::HasMeta(name) => r.metadata.contains_key(name),
-            Filter::Since(t) => runtime().is_some_and(|rt| rt.start >= *t),
-            Filter::Until(t) => runtime().is_some_and(|rt| rt.start <= *t),
-            Filter::SlowerThan(d) => runtime().is_some_and(|rt| rt.wall_time > *d),
-        }
-    }
-}
-
 impl Query {
     /// A query matching every record.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn with(mut self, filter: Filter) -> Self {
-        self.filters.push(filter);
+    fn with(mut self, condition: Condition) -> Self {
+        self.selection.conditions.push(condition);
         self
+    }
+
+    /// The conditions, order and paging, as a calls storage receives them
+    /// ([`CallStorage::select`](fleche_storage::CallStorage::select)).
+    #[must_use]
+    pub fn selection(&self) -> &Selection {
+        &self.selection
     }
 
     /// Only records of the function named `name`.
     pub fn function(self, name: impl Into<String>) -> Self {
-        self.with(Filter::Function(name.into()))
+        self.with(Condition::Function(name.into()))
     }
 
     /// Only records of the function's declared `version` `v`.
     pub fn version(self, v: impl Into<String>) -> Self {
-        self.with(Filter::Version(v.into()))
+        self.with(Condition::Version(v.into()))
     }
 
     /// Only records whose result is the value `digest`.
     pub fn result(self, digest: Digest) -> Self {
-        self.with(Filter::Result(digest))
+        self.with(Condition::Result(digest))
     }
 
     /// Only records whose argument `name` equals `value` (compared in stored form).
     pub fn arg<T: Key>(self, name: impl Into<String>, value: T) -> Self {
-        self.with(Filter::Arg(name.into(), value.to_value()))
+        self.with(Condition::Arg {
+            name: name.into(),
+            value: value.to_value(),
+        })
     }
 
     /// Only records whose argument `name` equals one of `values`.
@@ -156,7 +98,10 @@ impl Query {
         values: impl IntoIterator<Item = T>,
     ) -> Self {
         let values = values.into_iter().map(|v| v.to_value()).collect();
-        self.with(Filter::ArgIn(name.into(), values))
+        self.with(Condition::ArgIn {
+            name: name.into(),
+            values,
+        })
     }
 
     /// Only records whose numeric argument `name` lies in `range` (`2u64..5`, `..=3`, `1.5..`):
@@ -169,56 +114,63 @@ impl Query {
     ) -> Self {
         let low = bound(range.start_bound());
         let high = bound(range.end_bound());
-        self.with(Filter::ArgRange(name.into(), low, high))
+        self.with(Condition::ArgRange {
+            name: name.into(),
+            low,
+            high,
+        })
     }
 
     /// Only records made inside a [`with_tags`](crate::with_tags) scope that set tag `key` to
     /// `value`.
     pub fn tag<T: Key>(self, key: impl Into<String>, value: T) -> Self {
-        self.with(Filter::Tag(key.into(), value.to_value()))
+        self.with(Condition::Tag {
+            key: key.into(),
+            value: value.to_value(),
+        })
     }
 
     /// Only records that carry the metadata `name` (`"runtime"`, `"tags"`, ...).
     pub fn has_meta(self, name: impl Into<String>) -> Self {
-        self.with(Filter::HasMeta(name.into()))
+        self.with(Condition::HasMeta(name.into()))
     }
 
     /// Only calls that started at `t` or later.
     pub fn since(self, t: SystemTime) -> Self {
-        self.with(Filter::Since(t))
+        self.with(Condition::Since(t))
     }
 
     /// Only calls that started at `t` or earlier.
     pub fn until(self, t: SystemTime) -> Self {
-        self.with(Filter::Until(t))
+        self.with(Condition::Until(t))
     }
 
     /// Only calls whose body ran longer than `d`.
     pub fn slower_than(self, d: Duration) -> Self {
-        self.with(Filter::SlowerThan(d))
+        self.with(Condition::SlowerThan(d))
     }
 
     /// The newest calls first.
     pub fn newest_first(mut self) -> Self {
-        self.newest_first = true;
+        self.selection.newest_first = true;
         self
     }
 
     /// The oldest calls first (the default).
     pub fn oldest_first(mut self) -> Self {
-        self.newest_first = false;
+        self.selection.newest_first = false;
         self
     }
 
     /// Leaves out the first `n` records (after ordering).
     pub fn skip(mut self, n: usize) -> Self {
-        self.skip = n;
+        self.selection.skip = n;
         self
     }
 
     /// At most `n` records (after ordering and skipping).
     pub fn take(mut self, n: usize) -> Self {
-        self.take = Some(n);
+        self.selection.take = Some(n);
         self
     }
 
@@ -232,28 +184,6 @@ impl Query {
         self.cache.clone().unwrap_or_else(current_cache)
     }
 
-    fn matches(&self, r: &CallRecord) -> bool {
-        self.filters.iter().all(|f| f.matches(r))
-    }
-
-    /// Every matching record of `cache`, ordered, before paging.
-    fn matching(&self, cache: &Cache) -> Result<Vec<CallRecord>, Error> {
-        let mut records: Vec<CallRecord> = cache
-            .records()?
-            .into_iter()
-            .filter(|r| self.matches(r))
-            .collect();
-        // Ties (or no runtime) in key order, so the order is the same on every backend.
-        records.sort_by(|a, b| {
-            let start = |r: &CallRecord| Runtime::from_record(r).map(|rt| rt.start);
-            start(a).cmp(&start(b)).then_with(|| a.key.cmp(&b.key))
-        });
-        if self.newest_first {
-            records.reverse();
-        }
-        Ok(records)
-    }
-
     /// The matching records, in order, paged.
     ///
     /// # Errors
@@ -265,18 +195,24 @@ impl Query {
 
     /// The matching records of `cache` (ignoring [`in_cache`](Query::in_cache)), in order, paged.
     pub(crate) fn records_in(&self, cache: &Cache) -> Result<Vec<CallRecord>, Error> {
-        let records = self.matching(cache)?;
-        let take = self.take.unwrap_or(usize::MAX);
-        Ok(records.into_iter().skip(self.skip).take(take).collect())
+        cache.select(&self.selection)
     }
 
-    /// How many records [`records`](Query::records) returns.
+    /// How many records [`records`](Query::records) returns; on SQLite, counted in SQL.
     ///
     /// # Errors
     ///
     /// [`Error::Storage`] when the calls storage fails.
     pub fn count(&self) -> Result<usize, Error> {
-        Ok(self.records()?.len())
+        self.active_cache().count(&self.selection)
+    }
+
+    /// The first record in `newest_first` order, whatever the paging.
+    fn first(&self, newest_first: bool) -> Result<Option<CallRecord>, Error> {
+        let mut selection = self.selection.unpaged();
+        selection.newest_first = newest_first;
+        selection.take = Some(1);
+        Ok(self.active_cache().select(&selection)?.into_iter().next())
     }
 
     /// The matching record that started last, whatever the order and paging.
@@ -285,12 +221,7 @@ impl Query {
     ///
     /// [`Error::Storage`] when the calls storage fails.
     pub fn latest(&self) -> Result<Option<CallRecord>, Error> {
-        let mut all = self.matching(&self.active_cache())?;
-        Ok(if self.newest_first {
-            all.into_iter().next()
-        } else {
-            all.pop()
-        })
+        self.first(true)
     }
 
     /// The matching record that started first, whatever the order and paging.
@@ -299,12 +230,7 @@ impl Query {
     ///
     /// [`Error::Storage`] when the calls storage fails.
     pub fn oldest(&self) -> Result<Option<CallRecord>, Error> {
-        let mut all = self.matching(&self.active_cache())?;
-        Ok(if self.newest_first {
-            all.pop()
-        } else {
-            all.into_iter().next()
-        })
+        self.first(false)
     }
 
     /// The one matching record.
@@ -380,9 +306,9 @@ impl Cache {
     /// For a stack or a pool, every layer is filtered.
     #[must_use]
     pub fn filtered(&self, query: Query) -> Cache {
-        let filters = query.filters;
+        let selection = query.selection.unpaged();
         let accept: std::sync::Arc<dyn Fn(&CallRecord) -> bool + Send + Sync> =
-            std::sync::Arc::new(move |r: &CallRecord| filters.iter().all(|f| f.matches(r)));
+            std::sync::Arc::new(move |r: &CallRecord| selection.matches(r));
         self.with_record_filter(&accept)
     }
 }

@@ -540,9 +540,21 @@ impl CallStorage for FileCalls {
 
     /// Every readable record; unreadable ones are skipped with a warning.
     fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
-        Ok(crate::record::readable(self.dir.digests()?, |k| {
-            self.load(k)
-        }))
+        Ok(crate::record::readable_parallel(
+            self.dir.digests()?,
+            |k| self.load(k),
+            |_| true,
+        ))
+    }
+
+    /// Reads the call files on every core, keeping only the matches.
+    fn select(&self, selection: &crate::Selection) -> Result<Vec<CallRecord>, StorageError> {
+        let matching = crate::record::readable_parallel(
+            self.dir.digests()?,
+            |k| self.load(k),
+            |r| selection.matches(r),
+        );
+        Ok(selection.page(matching))
     }
 
     fn reclaim_temporary(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 mod config;
 #[cfg(feature = "sqlite")]
+mod select;
+#[cfg(feature = "sqlite")]
 mod store;
 
 pub use config::{DATABASE_FILE, SqlBackend};

@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
+use rusqlite::types::Value as Sql;
+
 use super::SqlTarget;
+use super::select::Plan;
 use crate::integrity::{self, DEFAULT_MAX_ENTRY_SIZE};
-use crate::{CallRecord, CallStorage, Digest, StorageError, Value, ValueStorage};
+use crate::{CallRecord, CallStorage, Digest, Selection, StorageError, Value, ValueStorage};
 
 /// The schema version this code writes and migrates to.
 pub const SCHEMA_VERSION: i64 = 2;
@@ -753,6 +756,97 @@ impl CallStorage for SqlCalls {
             }
         }
         Ok(out)
+    }
+
+    /// Runs the selection's conditions and order in SQL (see [`Plan`]); every row read is
+    /// checked and matched again, and the paging is done in SQL when every condition is exact,
+    /// while reading otherwise.
+    fn select(&self, selection: &Selection) -> Result<Vec<CallRecord>, StorageError> {
+        let plan = Plan::of(selection);
+        let limit = self.db.limit();
+        let needed = selection.needed().unwrap_or(usize::MAX);
+        self.db.with(|c, tables| {
+            if tables != Tables::V2 {
+                // Older rows carry no checksum: none of them is readable.
+                return Ok(Vec::new());
+            }
+            let mut params = plan.params.clone();
+            let paging = if plan.exact {
+                let n = |v: usize| Sql::Integer(i64::try_from(v).unwrap_or(i64::MAX));
+                params.push(n(selection.take.unwrap_or(usize::MAX)));
+                params.push(n(selection.skip));
+                let (l, o) = (params.len() - 1, params.len());
+                format!(" LIMIT ?{l} OFFSET ?{o}")
+            } else {
+                String::new()
+            };
+            params.push(Sql::Integer(limit));
+            let sql = format!(
+                "SELECT key, CASE WHEN length(record) <= ?{lim} THEN record END,
+                        length(record), checksum, result
+                 FROM calls WHERE {clause} {order}{paging}",
+                lim = params.len(),
+                clause = plan.clause,
+                order = plan.order,
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            let mut out = Vec::new();
+            // Rows matched so far, to skip the first `skip` when SQL did not.
+            let mut matched = 0usize;
+            while let Some(row) = rows.next()? {
+                let key: Vec<u8> = row.get(0)?;
+                let call = CallRow::read(row, 1)?;
+                let Some(key) = digest_of(&key) else {
+                    tracing::warn!(location = %self.db.inner.location, "skipping a call row whose key is not 32 bytes");
+                    continue;
+                };
+                let record = match self
+                    .check(&key, call)
+                    .and_then(|c| c.map(|c| self.full(&key, &c)).transpose())
+                {
+                    Ok(Some(r)) => r,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping unreadable call record");
+                        continue;
+                    }
+                };
+                if !selection.matches(&record) {
+                    continue;
+                }
+                matched += 1;
+                if plan.exact || matched > selection.skip {
+                    out.push(record);
+                }
+                if !plan.exact && matched >= needed {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// In SQL when every condition is exact; otherwise the records [`select`](Self::select)
+    /// returns.
+    fn count(&self, selection: &Selection) -> Result<usize, StorageError> {
+        let plan = Plan::of(selection);
+        if !plan.exact {
+            return Ok(self.select(selection)?.len());
+        }
+        let n: i64 = self.db.with(|c, tables| {
+            if tables != Tables::V2 {
+                return Ok(0);
+            }
+            let sql = format!("SELECT count(*) FROM calls WHERE {}", plan.clause);
+            c.prepare(&sql)?
+                .query_row(rusqlite::params_from_iter(plan.params.clone()), |r| {
+                    r.get(0)
+                })
+        })?;
+        let n = usize::try_from(n).unwrap_or(0);
+        let after_skip = n.saturating_sub(selection.skip);
+        Ok(selection.take.map_or(after_skip, |t| after_skip.min(t)))
     }
 }
 

@@ -6,7 +6,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use fleche_storage::{
-    CallRecord, CallStorage, Digest, Payload, StorageError, TypedValue, ValueStorage, destructure,
+    CallRecord, CallStorage, Digest, Payload, Selection, StorageError, TypedValue, ValueStorage,
+    destructure,
 };
 
 use super::eviction::EvictionPolicy;
@@ -176,6 +177,25 @@ impl Layer {
             records.retain(|r| self.visible(r));
         }
         Ok(records)
+    }
+
+    /// The visible records `selection` matches, ordered and paged (pushed down to the calls
+    /// storage).
+    pub(crate) fn select(&self, selection: &Selection) -> Result<Vec<CallRecord>, StorageError> {
+        if self.filter.is_none() {
+            return self.calls.select(selection);
+        }
+        let mut records = self.calls.select(&selection.unpaged())?;
+        records.retain(|r| self.visible(r));
+        Ok(selection.page(records))
+    }
+
+    /// How many records [`select`](Layer::select) returns.
+    pub(crate) fn count(&self, selection: &Selection) -> Result<usize, StorageError> {
+        if self.filter.is_none() {
+            return self.calls.count(selection);
+        }
+        Ok(self.select(selection)?.len())
     }
 
     /// Whether a call is stored under `key` (not counted as a use).

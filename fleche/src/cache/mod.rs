@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use fleche_storage::{
     CallRecord, CallStorage, Digest, FileCalls, FileOptions, FileValues, MemoryCalls, MemoryValues,
-    Payload, StorageError, TypedValue, ValueStorage, VoidCalls, VoidValues, file,
+    Payload, Selection, StorageError, TypedValue, ValueStorage, VoidCalls, VoidValues, file,
 };
 #[cfg(feature = "hdf5")]
 use fleche_storage::{Hdf5Calls, Hdf5Values};
@@ -617,6 +617,37 @@ impl Cache {
             }
         }
         Ok(out)
+    }
+
+    /// The records `selection` matches, ordered and paged; each storage runs the selection
+    /// itself (in SQL on SQLite). For stacks and pools, each call once, as the first layer
+    /// holding it has it.
+    pub(crate) fn select(&self, selection: &Selection) -> Result<Vec<CallRecord>, Error> {
+        let layers = self.layers();
+        if let [single] = layers {
+            return single.select(selection).map_err(|e| self.error(e));
+        }
+        // Each layer's first `skip + take` in order hold the page of the union.
+        let mut per_layer = selection.unpaged();
+        per_layer.take = selection.needed();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for layer in layers {
+            for r in layer.select(&per_layer).map_err(|e| self.error(e))? {
+                if seen.insert(r.key) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(selection.page(out))
+    }
+
+    /// How many records [`select`](Cache::select) returns.
+    pub(crate) fn count(&self, selection: &Selection) -> Result<usize, Error> {
+        if let [single] = self.layers() {
+            return single.count(selection).map_err(|e| self.error(e));
+        }
+        Ok(self.select(selection)?.len())
     }
 
     /// Decodes the result of the call stored under `key` with `decode`, from the cheapest form
