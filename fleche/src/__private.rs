@@ -18,6 +18,7 @@ pub fn args<const N: usize>(
 pub fn fields<const N: usize>(entries: [(String, crate::Value); N]) -> crate::Value {
     crate::Value::Struct(Vec::from(entries))
 }
+pub use crate::metadata::{MetaKind, metadata_kind};
 pub use crate::{Digest, Key, KeyHasher, Query, Value};
 pub use core::any::{type_name, type_name_of_val};
 pub use core::option::Option::{self, None, Some};

@@ -7,7 +7,6 @@
 //! `tracing` warning.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -20,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 use crate::flight::{Flights, Join, Lead};
 use crate::key::{KeyHasher, tag};
-use crate::metadata::{Runtime, Tags};
+use crate::metadata::{Chosen, Collect, Lineage, MetaKind, Metadata, Runtime, ThreadClock};
 use crate::scope::current_cache;
 use crate::{Cache, Error, Query};
 
@@ -31,6 +30,12 @@ pub struct FnInfo {
     version: Option<&'static str>,
     code: Option<&'static str>,
     params: &'static [&'static str],
+    /// Built-in metadata kinds `meta(..)` names.
+    meta: &'static [MetaKind],
+    /// Custom metadata kinds `meta(..)` names.
+    custom: &'static [&'static dyn Metadata],
+    /// The declaring crate's name and version.
+    package: (Option<&'static str>, Option<&'static str>),
     identity: OnceLock<Identity>,
     /// Identities of generic instantiations (and methods, keyed by `Self`), computed once each.
     instances: RwLock<Vec<(Vec<&'static str>, Identity)>>,
@@ -62,9 +67,35 @@ impl FnInfo {
             version,
             code,
             params,
+            meta: &[],
+            custom: &[],
+            package: (None, None),
             identity: OnceLock::new(),
             instances: RwLock::new(Vec::new()),
         }
+    }
+
+    /// The metadata kinds `#[memoize(meta(..))]` names, besides the configured ones.
+    #[must_use]
+    pub const fn with_meta(
+        mut self,
+        builtin: &'static [MetaKind],
+        custom: &'static [&'static dyn Metadata],
+    ) -> Self {
+        self.meta = builtin;
+        self.custom = custom;
+        self
+    }
+
+    /// The declaring crate's name and version, for [`Environment`](crate::Environment).
+    #[must_use]
+    pub const fn with_package(
+        mut self,
+        name: Option<&'static str>,
+        version: Option<&'static str>,
+    ) -> Self {
+        self.package = (name, version);
+        self
     }
 
     /// The function's name, as stored in call records.
@@ -576,11 +607,18 @@ impl Pending {
             function: self.call.info.name,
             armed: true,
         });
+        let clock = if self.call.asynchronous {
+            ThreadClock::none()
+        } else {
+            ThreadClock::start()
+        };
         Sealed {
+            parent: Lineage::current(),
             pending: self,
             arguments,
             start: SystemTime::now(),
             started: Instant::now(),
+            clock,
             stale,
         }
     }
@@ -623,20 +661,37 @@ pub struct Sealed {
     arguments: Vec<(&'static str, Value)>,
     start: SystemTime,
     started: Instant,
+    /// The calling thread's CPU time at the start.
+    clock: ThreadClock,
+    /// The memoized call running on this thread when this one was made.
+    parent: Option<Lineage>,
     /// For a rerun: the stale result, evicted if the body fails.
     stale: Option<Stale>,
 }
 
 impl Sealed {
+    /// Runs the (synchronous) body: memoized calls inside it record this call as their parent
+    /// ([`Lineage`]).
+    #[inline]
+    pub fn run<R>(&self, body: impl FnOnce() -> R) -> R {
+        let call = &self.pending.call;
+        if call.mode == Mode::Uncached {
+            return body();
+        }
+        crate::metadata::within(call.key, call.info.name, body)
+    }
+
     /// Stores `value` as the call's result and returns it. Failures to encode or store are logged
     /// and do not change the returned value.
     pub fn finish<T>(self, codec: &Codec<T>, value: T) -> T {
         let wall_time = self.started.elapsed();
+        let cpu_time = self.clock.elapsed();
         let stop = SystemTime::now();
         let Sealed {
             pending: Pending { call, mut lead },
             arguments,
             start,
+            parent,
             stale,
             ..
         } = self;
@@ -655,18 +710,20 @@ impl Sealed {
             }
         };
         let result = Digest::from_bytes(*blake3::hash(&bytes).as_bytes());
-        let runtime = Runtime {
-            start,
-            stop,
-            wall_time,
-        };
-        let mut metadata = BTreeMap::new();
-        if crate::registry::records_runtime() {
-            metadata.insert(Runtime::NAME.to_owned(), runtime.to_value());
+        let metadata = Collect {
+            chosen: crate::registry::configured_metadata()
+                .with(Chosen::of(call.info.meta.iter().copied())),
+            custom: call.info.custom,
+            runtime: Runtime {
+                start,
+                stop,
+                wall_time,
+                cpu_time,
+            },
+            parent,
+            package: call.info.package,
         }
-        if let Some(tags) = crate::metadata::current_tags() {
-            metadata.insert(Tags::NAME.to_owned(), tags.to_value());
-        }
+        .into_map();
         let mut record = CallRecord::new(call.key, call.info.name, result);
         record.version = call.info.version.map(str::to_owned);
         record.code = call.code;

@@ -63,7 +63,7 @@ pub mod config;
 mod error;
 mod flight;
 pub(crate) mod key;
-mod metadata;
+pub mod metadata;
 mod query;
 mod registry;
 mod scope;
@@ -183,7 +183,7 @@ pub use transfer::Transfer;
 pub use fleche_macros::Key;
 pub use fleche_storage::{CallRecord, Digest, StorageError, Value};
 pub use key::{KEY_FORMAT_VERSION, Key, KeyHasher, Serde, digest, key_serialize};
-pub use metadata::{Runtime, Tags, with_tags};
+pub use metadata::{Environment, Git, Lineage, Metadata, Runtime, Tags, with_tags};
 pub use query::Query;
 pub use scope::{CacheGuard, current_cache, set_cache, try_with_cache, with_cache};
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use crate::config::{CacheSpec, Config, ConfigError, DefaultCache, Env, LayerSpec, Storages};
+use crate::metadata::{Chosen, MetaKind};
 use crate::sync::lock;
 use crate::{Cache, Error};
 
@@ -201,13 +202,13 @@ pub(crate) fn default_cache() -> &'static Cache {
 
 /// Which metadata memoized calls record, from `[default] metadata` (`Runtime` when the
 /// configuration says nothing or is broken).
-pub(crate) fn records_runtime() -> bool {
-    static RUNTIME: OnceLock<bool> = OnceLock::new();
-    *RUNTIME.get_or_init(|| match config().metadata() {
-        Ok(names) => names.iter().any(|n| n == "Runtime"),
+pub(crate) fn configured_metadata() -> Chosen {
+    static CHOSEN: OnceLock<Chosen> = OnceLock::new();
+    *CHOSEN.get_or_init(|| match config().metadata() {
+        Ok(names) => Chosen::of(names.iter().filter_map(|n| MetaKind::named(n))),
         Err(e) => {
             warn(&format!("{e}; recording `Runtime` only"));
-            true
+            Chosen::DEFAULT
         }
     })
 }

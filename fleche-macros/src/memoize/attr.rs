@@ -17,15 +17,30 @@ pub(crate) struct Options {
     pub(crate) hash_code: bool,
     /// `crate = path`: where the runtime lives.
     pub(crate) krate: Path,
+    /// `meta(Git, Environment, my::Stamp)`: metadata recorded for this function besides the
+    /// configured ones.
+    pub(crate) meta: Vec<MetaKind>,
 }
 
-const OPTIONS: &str = "`name = \"..\"`, `version = ..`, `hash_code`, `crate = path`";
+/// One entry of `meta(..)`.
+pub(crate) enum MetaKind {
+    /// A metadata kind fleche records itself, by its name (`Git`, `Environment`, ...).
+    Builtin(syn::Ident),
+    /// A value of a type implementing `fleche::Metadata` (a unit struct or a constant).
+    Custom(Path),
+}
+
+/// The metadata kinds fleche records itself.
+pub(crate) const BUILTIN_META: [&str; 5] = ["Runtime", "Environment", "Git", "Tags", "Lineage"];
+
+const OPTIONS: &str = "`name = \"..\"`, `version = ..`, `hash_code`, `meta(..)`, `crate = path`";
 
 pub(crate) fn parse(cx: &mut Ctxt, attr: TokenStream) -> Options {
     let mut options = Options {
         name: None,
         version: None,
         hash_code: false,
+        meta: Vec::new(),
         krate: syn::parse_quote_spanned!(Span::call_site()=> ::fleche),
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
@@ -81,6 +96,35 @@ pub(crate) fn parse(cx: &mut Ctxt, attr: TokenStream) -> Options {
                     cx.error(&meta, "`hash_code` takes no value: write `hash_code`");
                 }
             }
+            "meta" => match &meta {
+                Meta::List(list) => {
+                    match list.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated) {
+                        Ok(paths) if paths.is_empty() => cx.error(
+                            list,
+                            "`meta` lists metadata kinds: `meta(Git, Environment)`",
+                        ),
+                        Ok(paths) => {
+                            for path in paths {
+                                let builtin = path
+                                    .get_ident()
+                                    .filter(|i| BUILTIN_META.contains(&i.to_string().as_str()));
+                                options.meta.push(match builtin {
+                                    Some(i) => MetaKind::Builtin(i.clone()),
+                                    None => MetaKind::Custom(path),
+                                });
+                            }
+                        }
+                        Err(e) => cx.push(syn::Error::new(
+                            e.span(),
+                            format_args!(
+                                "`meta` lists metadata kinds ({} or a path to a value implementing `fleche::Metadata`): {e}",
+                                BUILTIN_META.join(", ")
+                            ),
+                        )),
+                    }
+                }
+                _ => cx.error(&meta, "`meta` takes a list: `meta(Git, Environment)`"),
+            },
             "crate" => match value(&meta) {
                 Some(Expr::Path(p)) if p.qself.is_none() => options.krate = p.path.clone(),
                 _ => cx.error(&meta, "`crate` takes a path: `crate = my_reexport::fleche`"),

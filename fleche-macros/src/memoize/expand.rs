@@ -16,7 +16,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Pat, PatIdent, Type};
 
-use super::attr::Options;
+use super::attr::{MetaKind, Options};
 use super::check::{Model, Param};
 use crate::normalize::normalize;
 
@@ -67,10 +67,24 @@ pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream 
     param_names.extend(m.const_params.iter().map(ToString::to_string));
     // In the companion module, the function (in the parent) must reach it.
     let info_vis = (!m.in_impl).then(|| quote!(pub(super)));
+    let builtin_meta = options.meta.iter().filter_map(|k| match k {
+        MetaKind::Builtin(i) => Some(quote!(#pv::MetaKind::#i)),
+        MetaKind::Custom(_) => None,
+    });
+    let custom_meta = options.meta.iter().filter_map(|k| match k {
+        // Spanned at the path, so a type that is not `Metadata` is reported there.
+        MetaKind::Custom(p) => Some(quote_spanned!(p.span()=> #pv::metadata_kind(&#p))),
+        MetaKind::Builtin(_) => None,
+    });
     let info_static = quote! {
         #[doc(hidden)]
         #info_vis static __FLECHE_INFO: #pv::FnInfo =
-            #pv::FnInfo::new(#name_expr, #version, #code, &[#(#param_names),*]);
+            #pv::FnInfo::new(#name_expr, #version, #code, &[#(#param_names),*])
+                .with_meta(&[#(#builtin_meta),*], &[#(#custom_meta),*])
+                .with_package(
+                    ::core::option_env!("CARGO_PKG_NAME"),
+                    ::core::option_env!("CARGO_PKG_VERSION"),
+                );
     };
 
     let own_binding = |_: usize, p: &Param| p.binding.clone();
@@ -115,8 +129,8 @@ pub(crate) fn expand(options: &Options, m: &Model, func: ItemFn) -> TokenStream 
         }
     } else {
         quote! {
-            #[allow(clippy::redundant_closure_call)]
-            let __fleche_result: #full = (move || -> #full { #(#destructure)* #(#stmts)* })();
+            let __fleche_result: #full =
+                __fleche_sealed.run(move || -> #full { #(#destructure)* #(#stmts)* });
         }
     };
     let new_call = if m.is_async {

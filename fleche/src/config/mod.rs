@@ -32,7 +32,7 @@ pub const SECRET_KEY_ENV: &str = "FLECHE_SECRET_KEY";
 pub const RESERVED_NAMES: [&str; 3] = ["memory", "void", "default"];
 /// The metadata `[default] metadata` may list. `Tags` is accepted and changes nothing: tags set
 /// with a scope are always recorded.
-pub const KNOWN_METADATA: [&str; 2] = ["Runtime", "Tags"];
+pub const KNOWN_METADATA: [&str; 5] = ["Runtime", "Environment", "Git", "Tags", "Lineage"];
 
 /// A configuration problem: always names the file and, where there is one, the cache and the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

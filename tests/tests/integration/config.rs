@@ -517,6 +517,16 @@ fn default_metadata_is_honoured() {
         line(&out, "call").contains("metadata: Some([\"runtime\"])"),
         "{out}"
     );
+    // Outside a git repository `Git` records nothing; `Lineage` nothing at top level.
+    w.write(
+        "home/fleche.toml",
+        "[default]\nmetadata = [\"Environment\", \"Git\", \"Lineage\"]\n",
+    );
+    let out = w.probe("home", &["call"]);
+    assert!(
+        line(&out, "call").contains("metadata: Some([\"environment\"])"),
+        "{out}"
+    );
     w.write("home/fleche.toml", "[default]\nmetadata = [\"Bogus\"]\n");
     let out = w.probe("home", &["call"]);
     assert!(
