@@ -212,6 +212,11 @@ pub trait CallStorage: Send + Sync + Debug {
     fn evict(&self, key: &Digest) -> Result<bool, StorageError>;
     /// Every stored record, in no particular order.
     fn records(&self) -> Result<Vec<CallRecord>, StorageError>;
+    /// The key of every stored record, readable or not (what `fleche verify` checks one by one).
+    /// The default lists the readable records' keys.
+    fn keys(&self) -> Result<Vec<Digest>, StorageError> {
+        Ok(self.records()?.into_iter().map(|r| r.key).collect())
+    }
     /// The records `selection` matches, in its order, paged: what a query asks of a storage.
     /// The default filters [`records`](CallStorage::records) with [`Selection::apply`], so a
     /// backend that does not override it answers every query correctly; a backend with indexes
@@ -295,6 +300,9 @@ impl<T: CallStorage + ?Sized> CallStorage for Box<T> {
     }
     fn select(&self, selection: &Selection) -> Result<Vec<CallRecord>, StorageError> {
         (**self).select(selection)
+    }
+    fn keys(&self) -> Result<Vec<Digest>, StorageError> {
+        (**self).keys()
     }
     fn count(&self, selection: &Selection) -> Result<usize, StorageError> {
         (**self).count(selection)

@@ -70,7 +70,7 @@ mod scope;
 mod sync;
 mod transfer;
 
-pub use cache::{Cache, EvictionPolicy, Fifo, Lru};
+pub use cache::{Cache, Corrupt, EntryKind, EvictionPolicy, Fifo, Lru, Verification};
 pub use call::{CallRef, rerun, uncached};
 pub use config::RESERVED_NAMES;
 pub use error::Error;

@@ -91,6 +91,23 @@ impl Query {
         })
     }
 
+    /// Only records whose argument `name` equals the stored form `value`: for tools that read
+    /// values they have no type for (`fleche ls --arg steps=100`).
+    pub fn arg_value(self, name: impl Into<String>, value: Value) -> Self {
+        self.with(Condition::Arg {
+            name: name.into(),
+            value,
+        })
+    }
+
+    /// Only records tagged `key` = the stored form `value` (see [`arg_value`](Query::arg_value)).
+    pub fn tag_value(self, key: impl Into<String>, value: Value) -> Self {
+        self.with(Condition::Tag {
+            key: key.into(),
+            value,
+        })
+    }
+
     /// Only records whose argument `name` equals one of `values`.
     pub fn arg_in<T: Key>(
         self,

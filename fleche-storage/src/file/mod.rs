@@ -547,6 +547,10 @@ impl CallStorage for FileCalls {
         ))
     }
 
+    fn keys(&self) -> Result<Vec<Digest>, StorageError> {
+        self.dir.digests()
+    }
+
     /// Reads the call files on every core, keeping only the matches.
     fn select(&self, selection: &crate::Selection) -> Result<Vec<CallRecord>, StorageError> {
         let matching = crate::record::readable_parallel(

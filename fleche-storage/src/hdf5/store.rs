@@ -1920,6 +1920,10 @@ impl CallStorage for Hdf5Calls {
         self.dir.remove(key)
     }
 
+    fn keys(&self) -> Result<Vec<Digest>, StorageError> {
+        self.dir.digests()
+    }
+
     fn records(&self) -> Result<Vec<CallRecord>, StorageError> {
         Ok(crate::record::readable(self.dir.digests()?, |k| {
             self.load(k)

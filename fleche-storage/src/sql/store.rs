@@ -758,6 +758,18 @@ impl CallStorage for SqlCalls {
         Ok(out)
     }
 
+    fn keys(&self) -> Result<Vec<Digest>, StorageError> {
+        let keys: Vec<Vec<u8>> = self.db.with(|c, tables| {
+            if tables == Tables::Missing {
+                return Ok(Vec::new());
+            }
+            let mut stmt = c.prepare_cached("SELECT key FROM calls")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        Ok(keys.iter().filter_map(|k| digest_of(k)).collect())
+    }
+
     /// Runs the selection's conditions and order in SQL (see [`Plan`]); every row read is
     /// checked and matched again, and the paging is done in SQL when every condition is exact,
     /// while reading otherwise.

@@ -392,6 +392,19 @@ impl Layer {
         }
     }
 
+    /// The key of every stored record, readable or not.
+    pub(crate) fn call_keys(&self) -> Result<Vec<Digest>, StorageError> {
+        self.calls.keys()
+    }
+
+    /// Removes the value `digest` (not its parts); `Ok(true)` if it was there.
+    pub(crate) fn evict_value(&self, digest: &Digest) -> Result<bool, StorageError> {
+        if self.read_only {
+            return Err(self.rejected("evict"));
+        }
+        self.values.evict(digest)
+    }
+
     /// A value's bytes, reassembled if it was destructured.
     pub(crate) fn value(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
         match self.values.load(digest)? {

@@ -7,6 +7,7 @@
 
 mod eviction;
 mod layer;
+mod verify;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -25,6 +26,7 @@ use serde::de::DeserializeOwned;
 
 pub use eviction::{EvictionPolicy, Fifo, Lru};
 use layer::Layer;
+pub use verify::{Corrupt, EntryKind, Verification};
 
 use crate::Error;
 use crate::flight::Flights;

@@ -116,6 +116,8 @@ pub struct Config {
     broken: Vec<ConfigError>,
     sections: BTreeMap<String, Section>,
     defaults: Defaults,
+    /// The merged top-level tables as written, with their files.
+    tables: Vec<(String, PathBuf, toml::Value)>,
     env: Env,
 }
 
@@ -191,6 +193,10 @@ impl Config {
         mut merged: BTreeMap<String, (toml::Value, PathBuf)>,
         env: &Env,
     ) -> Self {
+        let tables = merged
+            .iter()
+            .map(|(name, (value, file))| (name.clone(), file.clone(), value.clone()))
+            .collect();
         let defaults = match merged.remove("default") {
             Some((value, file)) => defaults(&value, &file, env),
             None => Defaults {
@@ -221,8 +227,17 @@ impl Config {
             broken,
             sections,
             defaults,
+            tables,
             env: env.clone(),
         }
+    }
+
+    /// The merged top-level tables, by name, each with the file it came from (merging is by
+    /// whole table, so every value in a table comes from that file): what `fleche config show`
+    /// prints.
+    #[must_use]
+    pub fn tables(&self) -> &[(String, PathBuf, toml::Value)] {
+        &self.tables
     }
 
     /// The files that apply, closest first (including any that could not be read).
