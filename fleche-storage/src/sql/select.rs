@@ -372,6 +372,47 @@ mod tests {
             })
     }
 
+    /// Paging while reading (a condition SQL cannot decide exactly): `take(0)` is nothing.
+    #[test]
+    fn paging_while_reading_respects_take_and_skip() -> Result<(), crate::StorageError> {
+        let calls = SqlDatabase::open(&SqlTarget::Memory)?.calls();
+        for k in 0..3u8 {
+            let mut r = CallRecord::new(
+                Digest::from_bytes([k; 32]),
+                "m::f",
+                Digest::from_bytes([0; 32]),
+            );
+            r.metadata.insert(
+                "runtime".into(),
+                Value::Struct(vec![
+                    ("start".into(), Value::Float(10.0 + f64::from(k))),
+                    ("stop".into(), Value::Float(11.0 + f64::from(k))),
+                    ("wall_time".into(), Value::Float(1.0)),
+                ]),
+            );
+            calls.save(r)?;
+        }
+        let until = Condition::Until(UNIX_EPOCH + Duration::from_secs(100));
+        let page = |skip, take| Selection {
+            conditions: vec![until.clone()],
+            newest_first: false,
+            skip,
+            take,
+        };
+        let keys = |s: &Selection| -> Result<Vec<u8>, crate::StorageError> {
+            Ok(calls
+                .select(s)?
+                .iter()
+                .map(|r| r.key.as_bytes()[0])
+                .collect())
+        };
+        assert_eq!(keys(&page(0, Some(0)))?, Vec::<u8>::new());
+        assert_eq!(keys(&page(1, Some(1)))?, vec![1]);
+        assert_eq!(keys(&page(1, None))?, vec![1, 2]);
+        assert_eq!(calls.count(&page(2, Some(5)))?, 1);
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
         /// The SQL pushdown returns and counts what the scanning default does.

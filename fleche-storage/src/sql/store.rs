@@ -827,11 +827,15 @@ impl CallStorage for SqlCalls {
                 if !selection.matches(&record) {
                     continue;
                 }
+                if plan.exact {
+                    out.push(record);
+                    continue;
+                }
                 matched += 1;
-                if plan.exact || matched > selection.skip {
+                if matched > selection.skip && matched <= needed {
                     out.push(record);
                 }
-                if !plan.exact && matched >= needed {
+                if matched >= needed {
                     break;
                 }
             }
