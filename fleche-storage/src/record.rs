@@ -150,6 +150,7 @@ pub enum RecordError {
 
 /// Every readable record among `keys`, loaded with `load`; unreadable ones are skipped with a
 /// warning, so one damaged entry does not hide the others.
+#[cfg(feature = "hdf5")]
 pub(crate) fn readable(
     keys: Vec<Digest>,
     load: impl Fn(&Digest) -> Result<Option<CallRecord>, crate::StorageError>,

@@ -770,7 +770,7 @@ impl CallStorage for SqlCalls {
         Ok(keys.iter().filter_map(|k| digest_of(k)).collect())
     }
 
-    /// Runs the selection's conditions and order in SQL (see [`Plan`]); every row read is
+    /// Runs the selection's conditions and order in SQL on the indexed columns; every row read is
     /// checked and matched again, and the paging is done in SQL when every condition is exact,
     /// while reading otherwise.
     fn select(&self, selection: &Selection) -> Result<Vec<CallRecord>, StorageError> {
