@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 use crate::flight::{Flights, Join, Lead};
 use crate::key::{KeyHasher, tag};
-use crate::metadata::{Chosen, Collect, Lineage, MetaKind, Metadata, Runtime, ThreadClock};
+use crate::metadata::{Chosen, Collect, MetaKind, Metadata, Runtime, ThreadClock};
 use crate::scope::current_cache;
 use crate::{Cache, Error, Query};
 
@@ -613,7 +613,7 @@ impl Pending {
             ThreadClock::start()
         };
         Sealed {
-            parent: Lineage::current(),
+            parent: crate::metadata::running(),
             pending: self,
             arguments,
             start: SystemTime::now(),
@@ -663,8 +663,8 @@ pub struct Sealed {
     started: Instant,
     /// The calling thread's CPU time at the start.
     clock: ThreadClock,
-    /// The memoized call running on this thread when this one was made.
-    parent: Option<Lineage>,
+    /// The memoized call running on this thread when this one was made (key, function).
+    parent: Option<(Digest, &'static str)>,
     /// For a rerun: the stale result, evicted if the body fails.
     stale: Option<Stale>,
 }

@@ -25,6 +25,15 @@ thread_local! {
     static RUNNING: RefCell<Vec<(Digest, &'static str)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The innermost running call on this thread, without allocating: what a call being made
+/// keeps until it knows whether it records [`Lineage`].
+pub(crate) fn running() -> Option<(Digest, &'static str)> {
+    RUNNING
+        .try_with(|r| r.borrow().last().copied())
+        .ok()
+        .flatten()
+}
+
 /// Runs `body` as the body of the call `key` of `function`: calls made inside it see it as their
 /// parent.
 pub(crate) fn within<R>(key: Digest, function: &'static str, body: impl FnOnce() -> R) -> R {
@@ -50,15 +59,10 @@ impl Lineage {
     /// The call whose body is running on this thread, if any.
     #[must_use]
     pub fn current() -> Option<Self> {
-        RUNNING
-            .try_with(|r| {
-                r.borrow().last().map(|(parent, function)| Self {
-                    parent: *parent,
-                    function: (*function).to_owned(),
-                })
-            })
-            .ok()
-            .flatten()
+        running().map(|(parent, function)| Self {
+            parent,
+            function: function.to_owned(),
+        })
     }
 
     /// The lineage stored in `record`, if any.

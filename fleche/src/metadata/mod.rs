@@ -19,7 +19,7 @@ use fleche_storage::Value;
 pub use environment::Environment;
 pub use git::Git;
 pub use lineage::Lineage;
-pub(crate) use lineage::within;
+pub(crate) use lineage::{running, within};
 pub use runtime::Runtime;
 pub(crate) use runtime::ThreadClock;
 pub(crate) use tags::current_tags;
@@ -131,7 +131,7 @@ pub(crate) struct Collect<'a> {
     pub(crate) chosen: Chosen,
     pub(crate) custom: &'a [&'static dyn Metadata],
     pub(crate) runtime: Runtime,
-    pub(crate) parent: Option<Lineage>,
+    pub(crate) parent: Option<(fleche_storage::Digest, &'static str)>,
     pub(crate) package: (Option<&'static str>, Option<&'static str>),
 }
 
@@ -159,9 +159,13 @@ impl Collect<'_> {
             m.insert(Git::NAME.to_owned(), g.to_value());
         }
         if self.chosen.has(MetaKind::Lineage)
-            && let Some(p) = self.parent
+            && let Some((parent, function)) = self.parent
         {
-            m.insert(Lineage::NAME.to_owned(), p.to_value());
+            let lineage = Lineage {
+                parent,
+                function: function.to_owned(),
+            };
+            m.insert(Lineage::NAME.to_owned(), lineage.to_value());
         }
         if let Some(tags) = current_tags() {
             m.insert(Tags::NAME.to_owned(), tags.to_value());
