@@ -2,10 +2,15 @@
 //! their configuration.
 //!
 //! Exit codes: 0 on success, 1 when a failure was found or raised (a corrupt entry `verify`
-//! found, a key that matches nothing, a storage error), 2 for a usage error.
+//! found, a key that matches nothing, a storage error), 2 for a usage error. `fleche run` passes
+//! its command's exit status through.
+//!
+//! `FLECHE_LOG` sets what is logged to stderr (`warn` by default; `debug` says why each run hit
+//! or missed; `off`, or per target: `fleche=debug,warn`).
 
 mod format;
 mod open;
+mod run;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -92,6 +97,10 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Runs a command once per distinct input, replaying its output, exit status and output
+    /// files afterwards: `fleche run [OPTIONS] -- CMD ARGS..`. Without a configured cache, runs
+    /// are kept in `$XDG_CACHE_HOME/fleche/run` (else `~/.cache/fleche/run`).
+    Run(run::RunArgs),
 }
 
 #[derive(Subcommand)]
@@ -246,6 +255,10 @@ type Outcome = Result<ExitCode, Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
+    if let Command::Run(args) = cli.command {
+        return run::run(args, cli.config.as_deref(), cli.cache.as_deref());
+    }
     match run(cli) {
         Ok(code) => code,
         Err(Failure::Failed(m)) => {
@@ -259,6 +272,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `FLECHE_LOG` (default `warn`); a filter that does not parse is
+/// reported and the default used.
+fn init_logging() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = || Targets::new().with_default(LevelFilter::WARN);
+    let mut bad = None;
+    let filter = match std::env::var("FLECHE_LOG") {
+        Ok(text) if !text.trim().is_empty() => match text.trim().parse::<Targets>() {
+            Ok(t) => t,
+            Err(e) => {
+                bad = Some(format!("FLECHE_LOG=`{text}`: {e}; logging warnings"));
+                default()
+            }
+        },
+        _ => default(),
+    };
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false);
+    let _ = tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
+        .try_init();
+    if let Some(m) = bad {
+        eprintln!("warning: {m}");
+    }
+}
+
 fn run(cli: Cli) -> Outcome {
     let config = open::config(cli.config.as_deref())?;
     let cache = || open::cache(&config, cli.cache.as_deref());
@@ -267,6 +312,9 @@ fn run(cli: Cli) -> Outcome {
             ConfigAction::Check => Ok(check(&config)),
             ConfigAction::Show => Ok(show_config(&config)),
         },
+        Command::Run(_) => Err(Failure::Usage(
+            "`run` is handled before the configuration is read".into(),
+        )),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fleche", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

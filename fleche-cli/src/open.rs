@@ -22,20 +22,17 @@ pub(crate) fn config(path: Option<&Path>) -> Result<Config, Failure> {
     Ok(Config::discover(&env))
 }
 
-/// The cache `name`, else the configured default cache; a process-local memory cache is
-/// refused, since it holds nothing another process stored.
+/// The cache `name`, else the configured default cache, else (nothing configured) the run cache
+/// of `fleche run`; a process-local memory cache is refused, since it holds nothing another
+/// process stored.
 pub(crate) fn cache(config: &Config, name: Option<&str>) -> Result<Cache, Failure> {
     let name = match name {
         Some(n) => n.to_owned(),
         None => match config.default_cache()? {
             DefaultCache::Named(n) => n,
             DefaultCache::Inline(spec) => return Ok(Cache::open(spec)?),
-            DefaultCache::Memory => {
-                return Err(Failure::Usage(
-                    "no cache is configured here: name one with --cache NAME, or set `[default] cache` in fleche.toml"
-                        .into(),
-                ));
-            }
+            // Nothing configured: the cache `fleche run` keeps its runs in.
+            DefaultCache::Memory => return Ok(crate::run::run_cache()?),
         },
     };
     if matches!(name.as_str(), "memory" | "void") {

@@ -393,6 +393,21 @@ impl<T> Codec<T> {
     }
 }
 
+/// Whether `FLECHE_DISABLE` is set to `1` (or `true`, `yes`, `on`) in the process's environment,
+/// read once: every memoized call then runs its body, looking up and storing nothing.
+#[must_use]
+pub fn disabled() -> bool {
+    static DISABLED: OnceLock<bool> = OnceLock::new();
+    *DISABLED.get_or_init(|| {
+        std::env::var("FLECHE_DISABLE").is_ok_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
+    })
+}
+
 /// Runs `f`, making the first memoized call it makes run its body without looking up or storing
 /// anything. Works for every memoized function, methods included.
 ///
@@ -444,7 +459,10 @@ impl Call {
             key: info.call_key(&identity, write_args),
             code: identity.code,
             type_args: type_args.to_vec(),
-            mode: MODE.with(|m| m.replace(Mode::Normal)),
+            mode: match MODE.with(|m| m.replace(Mode::Normal)) {
+                _ if disabled() => Mode::Uncached,
+                mode => mode,
+            },
             asynchronous: false,
         }
     }
@@ -520,9 +538,11 @@ impl Call {
                 (Payload::Bytes(b), true) => Some(Arc::new(b.to_vec())),
                 _ => None,
             };
-            match codec.decode_payload(payload, value) {
-                Ok(v) => Some((v, bytes)),
-                Err(e) => {
+            match crate::artifact::restoring(|| codec.decode_payload(payload, value)) {
+                (Ok(v), true) => Some((v, bytes)),
+                // An artifact could not be written back (warned): the call runs instead.
+                (Ok(_), false) => None,
+                (Err(e), _) => {
                     unreadable = Some(e);
                     None
                 }
@@ -559,8 +579,11 @@ impl Call {
 
     fn decode_shared<T>(&self, codec: &Codec<T>, bytes: &[u8]) -> Option<T> {
         let value = Digest::from_bytes(*blake3::hash(bytes).as_bytes());
-        codec
-            .decode(bytes, &value)
+        let (decoded, restored) = crate::artifact::restoring(|| codec.decode(bytes, &value));
+        if !restored {
+            return None;
+        }
+        decoded
             .map_err(|e| {
                 tracing::warn!(function = self.info.name, key = %self.key, error = %e,
                     "result shared by a concurrent call unreadable; recomputing");

@@ -84,6 +84,17 @@ pub enum Error {
         /// The decoder's message.
         message: String,
     },
+    /// A file input or artifact could not be read or written.
+    #[error("{}: cannot {operation}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What was being done (`read`, `write`, ...).
+        operation: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {

@@ -57,10 +57,12 @@
 //! failing cache never changes what the function returns: it becomes a miss or an unsaved result
 //! plus a `tracing` warning.
 
+mod artifact;
 mod cache;
 mod call;
 pub mod config;
 mod error;
+mod files;
 mod flight;
 pub(crate) mod key;
 pub mod metadata;
@@ -70,10 +72,12 @@ mod scope;
 mod sync;
 mod transfer;
 
+pub use artifact::Artifact;
 pub use cache::{Cache, Corrupt, EntryKind, EvictionPolicy, Fifo, Lru, Verification};
-pub use call::{CallRef, rerun, uncached};
+pub use call::{CallRef, disabled, rerun, uncached};
 pub use config::RESERVED_NAMES;
 pub use error::Error;
+pub use files::{FileContents, FileStamp};
 /// Memoizes a function: its results are looked up in, and stored to, the active [`Cache`].
 ///
 /// ```

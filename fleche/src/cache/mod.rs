@@ -714,6 +714,48 @@ impl Cache {
         Ok(None)
     }
 
+    /// The call record stored under `key` and its result's encoded bytes, both checked against
+    /// their addresses, from the first layer holding the record: what a caller outside
+    /// `#[memoize]` (such as `fleche run`) reads on a hit. `Ok(None)` when no record is stored,
+    /// or its value is missing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] when a storage fails or the entry is corrupt ([`Error::is_corrupt`]).
+    pub fn entry(&self, key: &Digest) -> Result<Option<(CallRecord, Vec<u8>)>, Error> {
+        let layers = self.layers();
+        for (i, layer) in layers.iter().enumerate() {
+            let found = match layer.entry(key) {
+                Ok(found) => found,
+                Err(e) if layers.len() > 1 && i + 1 < layers.len() => {
+                    tracing::warn!(cache = %self.inner.name, error = %e, "cache layer unreadable; trying the next");
+                    continue;
+                }
+                Err(e) => return Err(self.error(e)),
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores `record` with `value`, the encoded result (`docs/format.md`, "Values"), in the
+    /// first layer of a stack, replacing what is stored under the record's key. The record's
+    /// `result` is set to the value's digest. For callers outside `#[memoize]`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] when the storage fails; [`Error::Composition`] for a pool or a
+    /// read-only cache.
+    pub fn store_record(&self, mut record: CallRecord, value: &[u8]) -> Result<(), Error> {
+        if !self.accepts_writes() {
+            return Err(self.rejected("save"));
+        }
+        record.result = Digest::from_bytes(*blake3::hash(value).as_bytes());
+        self.store(value, record)
+    }
+
     /// Stores an encoded result and its record unless a record is stored under its key (in the
     /// first layer of a stack); `Ok(true)` when this call stored it.
     pub(crate) fn store_new(&self, bytes: &[u8], record: CallRecord) -> Result<bool, Error> {

@@ -28,6 +28,23 @@ impl Runtime {
     /// The metadata name under which call records keep it.
     pub const NAME: &'static str = "runtime";
 
+    /// A runtime measured outside `#[memoize]` (by `fleche run`, say), to store in a record's
+    /// metadata under [`Runtime::NAME`] with [`Runtime::to_value`].
+    #[must_use]
+    pub fn new(
+        start: SystemTime,
+        stop: SystemTime,
+        wall_time: Duration,
+        cpu_time: Option<Duration>,
+    ) -> Self {
+        Self {
+            start,
+            stop,
+            wall_time,
+            cpu_time,
+        }
+    }
+
     /// The runtime stored in `record`, if any.
     #[must_use]
     pub fn from_record(record: &CallRecord) -> Option<Self> {

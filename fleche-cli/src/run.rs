@@ -1,0 +1,919 @@
+//! `fleche run`: a command's output, exit status and output files, cached as a call record of
+//! the function `fleche.run` (`docs/format.md`, "Command calls").
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::{Args, ValueEnum};
+use fleche::config::{Config, DefaultCache};
+use fleche::storage::FileOptions;
+use fleche::{Artifact, Cache, CallRecord, Digest, FileContents, FileStamp, Key, Runtime, Value};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::Failure;
+
+/// The function name of command calls.
+pub(crate) const FUNCTION: &str = "fleche.run";
+
+/// Output beyond this many bytes is still shown, but the run is not stored.
+const MAX_RECORDED: usize = 1 << 30;
+
+/// `fleche run` options.
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// Leave the working directory out of the key (it is part of it by default).
+    #[arg(long)]
+    no_cwd: bool,
+    /// An environment variable whose value (or absence) is part of the key; repeatable.
+    #[arg(long = "env", value_name = "NAME")]
+    env: Vec<String>,
+    /// Feed the command this process's stdin, and make its bytes part of the key (without it
+    /// the command's stdin is empty).
+    #[arg(long)]
+    stdin: bool,
+    /// A file or directory the command reads: part of the key; repeatable.
+    #[arg(long = "dep", value_name = "PATH")]
+    deps: Vec<PathBuf>,
+    /// How dependencies are keyed: by content (blake3) or by stamp (length and mtime).
+    #[arg(long, value_enum, default_value_t = DepMode::Content)]
+    dep_mode: DepMode,
+    /// A file the command writes: stored, and restored on a hit when missing or different;
+    /// repeatable.
+    #[arg(long = "out", value_name = "PATH")]
+    outs: Vec<PathBuf>,
+    /// Any text, part of the key: separates otherwise identical commands.
+    #[arg(long, value_name = "STR")]
+    scope: Option<String>,
+    /// The exit codes whose runs are stored (signal deaths never are).
+    #[arg(long, value_name = "CODES", value_delimiter = ',', default_value = "0")]
+    cache_exit_codes: Vec<i32>,
+    /// Run the command even when a result is stored, and store the new one.
+    #[arg(long)]
+    force: bool,
+    /// A stored run older than this is a miss (30s, 15m, 2h, 2d, 1w).
+    #[arg(long, value_name = "AGE", value_parser = crate::age)]
+    max_age: Option<Duration>,
+    /// Run nothing: exit 0 when a usable result is stored, else 1.
+    #[arg(long)]
+    check: bool,
+    /// Print each part of the key, its digest, and whether the call is stored, to stderr.
+    #[arg(long)]
+    explain: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// How `--dep` paths are keyed.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DepMode {
+    /// Their content's blake3 digest (a directory's tree).
+    Content,
+    /// Their length and modification time.
+    Stamp,
+}
+
+/// A dependency, keyed as [`FileContents`] or [`FileStamp`].
+enum Dep {
+    Content(FileContents),
+    Stamp(FileStamp),
+}
+
+impl Key for Dep {
+    fn key(&self, h: &mut fleche::KeyHasher) {
+        match self {
+            Dep::Content(c) => c.key(h),
+            Dep::Stamp(s) => s.key(h),
+        }
+    }
+    fn to_value(&self) -> Value {
+        match self {
+            Dep::Content(c) => c.to_value(),
+            Dep::Stamp(s) => s.to_value(),
+        }
+    }
+}
+
+/// What the key of a command call is made of, in key order.
+struct Parts {
+    argv: Vec<Vec<u8>>,
+    argv_shown: Vec<String>,
+    exe: FileStamp,
+    cwd: Option<PathBuf>,
+    env: Vec<(String, Option<Vec<u8>>)>,
+    stdin: Option<Digest>,
+    deps: Vec<Dep>,
+    outs: Vec<PathBuf>,
+    scope: Option<String>,
+}
+
+/// The key encoding's own version (`docs/format.md`, "Command calls").
+const RUN_KEY_VERSION: u32 = 1;
+
+impl Parts {
+    /// The call key: `("fleche.run", 1)` then each part by name.
+    fn key(&self) -> Digest {
+        let mut h = fleche::KeyHasher::new();
+        h.write_str(FUNCTION);
+        RUN_KEY_VERSION.key(&mut h);
+        h.write_str("argv");
+        self.argv.key(&mut h);
+        h.write_str("exe");
+        self.exe.key(&mut h);
+        h.write_str("cwd");
+        self.cwd.key(&mut h);
+        h.write_str("env");
+        self.env.key(&mut h);
+        h.write_str("stdin");
+        self.stdin.key(&mut h);
+        h.write_str("deps");
+        self.deps.key(&mut h);
+        h.write_str("outs");
+        self.outs.key(&mut h);
+        h.write_str("scope");
+        self.scope.key(&mut h);
+        h.finalize()
+    }
+
+    /// The recorded arguments: each part as a queryable value.
+    fn arguments(&self) -> Vec<(String, Value)> {
+        let env = self
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let v = v.as_ref().map_or(Value::Null, |b| {
+                    Value::Str(String::from_utf8_lossy(b).into_owned())
+                });
+                (k.clone(), v)
+            })
+            .collect();
+        vec![
+            (
+                "argv".into(),
+                Value::Seq(self.argv_shown.iter().cloned().map(Value::Str).collect()),
+            ),
+            ("exe".into(), self.exe.path().to_value()),
+            ("cwd".into(), self.cwd.to_value()),
+            ("env".into(), Value::Struct(env)),
+            ("stdin".into(), self.stdin.to_value()),
+            ("deps".into(), self.deps.to_value()),
+            ("outs".into(), self.outs.to_value()),
+            ("scope".into(), self.scope.to_value()),
+        ]
+    }
+
+    /// `--explain`: each part, shown, with its own digest.
+    fn explain(&self, out: &mut String) {
+        let mut line = |name: &str, shown: String, digest: Digest| {
+            out.push_str(&format!("  {name:<6} {digest}  {shown}\n"));
+        };
+        line(
+            "argv",
+            Value::Seq(self.argv_shown.iter().cloned().map(Value::Str).collect()).to_string(),
+            fleche::digest(&self.argv),
+        );
+        line(
+            "exe",
+            self.exe.to_value().to_string(),
+            fleche::digest(&self.exe),
+        );
+        line(
+            "cwd",
+            self.cwd
+                .as_ref()
+                .map_or("(not keyed: --no-cwd)".into(), |p| p.display().to_string()),
+            fleche::digest(&self.cwd),
+        );
+        for pair in &self.env {
+            let shown = match &pair.1 {
+                Some(v) => format!("{}={}", pair.0, String::from_utf8_lossy(v)),
+                None => format!("{} (unset)", pair.0),
+            };
+            line("env", shown, fleche::digest(pair));
+        }
+        if self.env.is_empty() {
+            line("env", "(none keyed)".into(), fleche::digest(&self.env));
+        }
+        line(
+            "stdin",
+            self.stdin
+                .map_or("(not keyed: the command's stdin is empty)".into(), |d| {
+                    format!("blake3 {d}")
+                }),
+            fleche::digest(&self.stdin),
+        );
+        for dep in &self.deps {
+            line("dep", dep.to_value().to_string(), fleche::digest(dep));
+        }
+        for out_path in &self.outs {
+            line(
+                "out",
+                out_path.display().to_string(),
+                fleche::digest(out_path),
+            );
+        }
+        line(
+            "scope",
+            self.scope.clone().unwrap_or_else(|| "(none)".into()),
+            fleche::digest(&self.scope),
+        );
+    }
+}
+
+/// One stretch of output, in the order it was written.
+#[derive(Serialize, Deserialize)]
+struct Chunk {
+    stream: Stream,
+    bytes: Bytes,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The stored result of a command call.
+#[derive(Serialize, Deserialize)]
+struct Recorded {
+    exit_code: i32,
+    output: Vec<Chunk>,
+    files: Vec<Artifact>,
+}
+
+/// Bytes stored as a byte string.
+struct Bytes(Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Bytes(out))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// `fleche run`.
+pub(crate) fn run(args: RunArgs, config: Option<&Path>, cache: Option<&str>) -> ExitCode {
+    match run_inner(&args, config, cache) {
+        Ok(code) => code,
+        Err(Failure::Failed(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_inner(
+    args: &RunArgs,
+    config: Option<&Path>,
+    cache: Option<&str>,
+) -> Result<ExitCode, Failure> {
+    let Some(program) = args.command.first() else {
+        return Err(Failure::Usage("no command given after `--`".into()));
+    };
+    if args.check && args.force {
+        return Err(Failure::Usage(
+            "--check runs nothing; --force always runs: choose one".into(),
+        ));
+    }
+    let exe = resolve(program).ok_or_else(|| {
+        Failure::Failed(format!("{}: command not found", program.to_string_lossy()))
+    })?;
+    if fleche::disabled() {
+        tracing::debug!("FLECHE_DISABLE is set: running uncached");
+        if args.check {
+            return Ok(ExitCode::from(1));
+        }
+        return Ok(run_plain(&exe, args));
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::Failed(format!("cannot read the working directory: {e}")))?;
+    let stdin = if args.stdin {
+        let mut bytes = Vec::new();
+        io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .map_err(|e| Failure::Failed(format!("cannot read stdin: {e}")))?;
+        Some(bytes)
+    } else {
+        None
+    };
+    let parts = Parts {
+        argv: args
+            .command
+            .iter()
+            .map(|a| a.as_encoded_bytes().to_vec())
+            .collect(),
+        argv_shown: args
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        exe: FileStamp::new(&exe),
+        cwd: (!args.no_cwd).then(|| cwd.clone()),
+        env: args
+            .env
+            .iter()
+            .map(|name| {
+                let value = std::env::var_os(name).map(|v| v.as_encoded_bytes().to_vec());
+                (name.clone(), value)
+            })
+            .collect(),
+        stdin: stdin
+            .as_ref()
+            .map(|b| Digest::from_bytes(*blake3::hash(b).as_bytes())),
+        deps: args
+            .deps
+            .iter()
+            .map(|p| match args.dep_mode {
+                DepMode::Content => Dep::Content(FileContents::new(p)),
+                DepMode::Stamp => Dep::Stamp(FileStamp::new(p)),
+            })
+            .collect(),
+        outs: args.outs.clone(),
+        scope: args.scope.clone(),
+    };
+    let key = parts.key();
+    let cache = open_cache(config, cache)?;
+    let mut explained = String::new();
+    if args.explain {
+        explained.push_str(&format!("fleche run: key {key}\n"));
+        parts.explain(&mut explained);
+    }
+    let stored = match &cache {
+        Some(c) if !args.force => lookup(c, &key, args),
+        _ => Found::Nothing("--force".into()),
+    };
+    if args.explain {
+        let cache_name = cache.as_ref().map_or("(none)", Cache::name);
+        explained.push_str(&format!("  cache  {cache_name}: {}\n", stored.describe()));
+        eprint!("{explained}");
+    }
+    if args.check {
+        return Ok(ExitCode::from(u8::from(!matches!(
+            stored,
+            Found::Usable(..)
+        ))));
+    }
+    if let Found::Usable(recorded, _) = stored
+        && let Some(code) = replay(&recorded, &key)
+    {
+        return Ok(code);
+    }
+    let Some(cache) = cache else {
+        return Ok(run_plain(&exe, args));
+    };
+    // A miss: one process runs it; an identical concurrent run waits, then replays.
+    let _lock = lock(&key);
+    if !args.force
+        && let Found::Usable(recorded, _) = lookup(&cache, &key, args)
+    {
+        tracing::debug!(key = %key, "a concurrent run stored it meanwhile");
+        if let Some(code) = replay(&recorded, &key) {
+            return Ok(code);
+        }
+    }
+    Ok(run_and_store(&exe, args, stdin, &parts, &cache, key))
+}
+
+/// A stored run, or why there is none.
+enum Found {
+    Usable(Recorded, SystemTime),
+    Nothing(String),
+}
+
+impl Found {
+    fn describe(&self) -> String {
+        match self {
+            Found::Usable(r, at) => {
+                let age = SystemTime::now().duration_since(*at).unwrap_or_default();
+                format!(
+                    "hit (exit code {}, stored {} ago)",
+                    r.exit_code,
+                    short_age(age)
+                )
+            }
+            Found::Nothing(why) => format!("miss ({why})"),
+        }
+    }
+}
+
+fn short_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// The stored run under `key`, if it is usable under `args` (its age, its exit code).
+fn lookup(cache: &Cache, key: &Digest, args: &RunArgs) -> Found {
+    let (record, bytes) = match cache.entry(key) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => {
+            tracing::debug!(key = %key, "miss: not stored");
+            return Found::Nothing("not stored".into());
+        }
+        Err(e) => {
+            let what = if e.is_corrupt() {
+                "stored run corrupt; running, and the new result replaces it"
+            } else {
+                "cache lookup failed; running"
+            };
+            tracing::warn!(key = %key, error = %e, "{what}");
+            return Found::Nothing(format!("unreadable: {e}"));
+        }
+    };
+    if record.function != FUNCTION {
+        tracing::warn!(key = %key, function = %record.function,
+            "the stored call under this key is not a command call; running");
+        return Found::Nothing(format!("stored call is of `{}`", record.function));
+    }
+    let at = Runtime::from_record(&record).map_or(SystemTime::UNIX_EPOCH, |r| r.stop);
+    if let Some(max) = args.max_age {
+        let age = SystemTime::now().duration_since(at).unwrap_or_default();
+        if age > max {
+            tracing::debug!(key = %key, age = ?age, "miss: stored run older than --max-age");
+            return Found::Nothing(format!(
+                "stored {} ago, older than --max-age",
+                short_age(age)
+            ));
+        }
+    }
+    let recorded: Recorded = match fleche::storage::encoding::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "stored run unreadable; running");
+            return Found::Nothing(format!("stored run unreadable: {e}"));
+        }
+    };
+    if !args.cache_exit_codes.contains(&recorded.exit_code) {
+        tracing::debug!(key = %key, exit_code = recorded.exit_code,
+            "miss: the stored exit code is not one of --cache-exit-codes");
+        return Found::Nothing(format!(
+            "stored exit code {} is not in --cache-exit-codes",
+            recorded.exit_code
+        ));
+    }
+    tracing::debug!(key = %key, "hit");
+    Found::Usable(recorded, at)
+}
+
+/// Restores the output files, then writes the recorded output and returns the exit code; `None`
+/// when a file cannot be restored (the command runs instead).
+fn replay(recorded: &Recorded, key: &Digest) -> Option<ExitCode> {
+    for file in &recorded.files {
+        if let Err(e) = file.restore() {
+            tracing::warn!(key = %key, error = %e, "cannot restore an output file; running");
+            return None;
+        }
+    }
+    let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
+    let mut last = None;
+    for chunk in &recorded.output {
+        if last.is_some_and(|s| s != chunk.stream) {
+            // Keep the order across streams when both go to one terminal or file.
+            let _ = out.flush();
+            let _ = err.flush();
+        }
+        last = Some(chunk.stream);
+        let written = match chunk.stream {
+            Stream::Stdout => out.write_all(&chunk.bytes.0),
+            Stream::Stderr => err.write_all(&chunk.bytes.0),
+        };
+        if written.is_err() {
+            break; // A closed pipe (`| head`): the reader wants no more.
+        }
+    }
+    let _ = out.flush();
+    let _ = err.flush();
+    Some(exit_code(recorded.exit_code))
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
+}
+
+/// The cache `fleche run` uses: `--cache`, else the configured default, else the run cache.
+/// `None` (with a warning) when its storage cannot be opened: the command still runs.
+fn open_cache(config: Option<&Path>, name: Option<&str>) -> Result<Option<Cache>, Failure> {
+    let config = crate::open::config(config)?;
+    let opened = if name.is_some() {
+        return crate::open::cache(&config, name)
+            .map(Some)
+            .or_else(|e| match e {
+                Failure::Failed(m) => {
+                    tracing::warn!(error = %m, "cannot open the cache; running uncached");
+                    Ok(None)
+                }
+                usage => Err(usage),
+            });
+    } else {
+        default_cache(&config)?
+    };
+    match opened {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the cache; running uncached");
+            Ok(None)
+        }
+    }
+}
+
+/// The configured default cache, else the run cache; an error in the configuration is the
+/// caller's failure, a storage that cannot be opened the inner error.
+fn default_cache(config: &Config) -> Result<Result<Cache, fleche::Error>, Failure> {
+    match config.default_cache()? {
+        DefaultCache::Named(n) if n == "void" => Ok(Ok(Cache::void())),
+        DefaultCache::Named(n) if n != "memory" => {
+            let spec = config.spec(&n)?;
+            match spec {
+                Some(spec) => Ok(Cache::open(spec)),
+                None => Err(Failure::Usage(format!("no cache named `{n}`"))),
+            }
+        }
+        DefaultCache::Inline(spec) => Ok(Cache::open(spec)),
+        // No cache configured (or the process's memory, which another run cannot see).
+        _ => Ok(run_cache()),
+    }
+}
+
+/// `$XDG_CACHE_HOME/fleche` (else `~/.cache/fleche`): the per-user base of the run cache and the
+/// run locks.
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+        _ => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(".cache"),
+    };
+    Some(base.join("fleche"))
+}
+
+/// Creates `dir` and its missing parents, private (0700) where it creates them.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// The persistent msgpack cache at `$XDG_CACHE_HOME/fleche/run`.
+pub(crate) fn run_cache() -> Result<Cache, fleche::Error> {
+    let dir = user_cache_dir()
+        .ok_or_else(|| fleche::Error::File {
+            path: PathBuf::from("~/.cache/fleche"),
+            operation: "locate (neither XDG_CACHE_HOME nor HOME is set)",
+            source: io::Error::from(io::ErrorKind::NotFound),
+        })?
+        .join("run");
+    private_dir(&dir).map_err(|source| fleche::Error::File {
+        path: dir.clone(),
+        operation: "create",
+        source,
+    })?;
+    Cache::msgpack(&dir, FileOptions::new())
+}
+
+/// Where `program` is: itself when it names a path, else the first executable file of that
+/// name in `PATH`.
+fn resolve(program: &OsStr) -> Option<PathBuf> {
+    let p = Path::new(program);
+    if p.components().count() > 1 || program.as_encoded_bytes().contains(&b'/') {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(p))
+        .find(|c| is_executable(c))
+}
+
+#[cfg(unix)]
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(p: &Path) -> bool {
+    p.is_file()
+}
+
+fn command(exe: &Path, args: &RunArgs) -> Command {
+    let mut c = Command::new(exe);
+    #[cfg(unix)]
+    if let Some(arg0) = args.command.first() {
+        use std::os::unix::process::CommandExt;
+        c.arg0(arg0);
+    }
+    c.args(&args.command[1..]);
+    c
+}
+
+/// Runs the command with this process's stdin, stdout and stderr, caching nothing.
+fn run_plain(exe: &Path, args: &RunArgs) -> ExitCode {
+    match command(exe, args).status() {
+        Ok(status) => exit_code(status_code(status)),
+        Err(e) => {
+            eprintln!("error: cannot run {}: {e}", exe.display());
+            ExitCode::from(126)
+        }
+    }
+}
+
+/// The shell's view of an exit status: the code, or 128 + the signal.
+fn status_code(status: std::process::ExitStatus) -> i32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return 128 + sig;
+        }
+    }
+    status.code().unwrap_or(1)
+}
+
+/// Output being recorded while it is streamed.
+struct Recording {
+    chunks: Vec<Chunk>,
+    bytes: usize,
+    overflowed: bool,
+}
+
+/// Copies `from` to this process's `stream` as it arrives, recording it.
+fn pump(mut from: impl Read, stream: Stream, shared: &Mutex<Recording>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut live = true;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let data = &buf[..n];
+        let mut rec = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if live {
+            // Written while holding the lock: what is shown is in the order recorded.
+            let shown = match stream {
+                Stream::Stdout => {
+                    let mut o = io::stdout().lock();
+                    o.write_all(data).and_then(|()| o.flush())
+                }
+                Stream::Stderr => io::stderr().lock().write_all(data),
+            };
+            live = shown.is_ok();
+        }
+        if rec.overflowed {
+            continue;
+        }
+        if rec.bytes + n > MAX_RECORDED {
+            rec.overflowed = true;
+            rec.chunks.clear();
+            continue;
+        }
+        rec.bytes += n;
+        match rec.chunks.last_mut() {
+            Some(last) if last.stream == stream => last.bytes.0.extend_from_slice(data),
+            _ => rec.chunks.push(Chunk {
+                stream,
+                bytes: Bytes(data.to_vec()),
+            }),
+        }
+    }
+}
+
+/// Runs the command, streaming its output live while recording it, and stores the run when its
+/// exit code is one to cache.
+fn run_and_store(
+    exe: &Path,
+    args: &RunArgs,
+    stdin: Option<Vec<u8>>,
+    parts: &Parts,
+    cache: &Cache,
+    key: Digest,
+) -> ExitCode {
+    let start = SystemTime::now();
+    let started = Instant::now();
+    let mut cmd = command(exe, args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot run {}: {e}", exe.display());
+            return ExitCode::from(126);
+        }
+    };
+    let shared = Arc::new(Mutex::new(Recording {
+        chunks: Vec::new(),
+        bytes: 0,
+        overflowed: false,
+    }));
+    let feeder = match (stdin, child.stdin.take()) {
+        (Some(bytes), Some(mut pipe)) => Some(std::thread::spawn(move || {
+            // A command that stops reading early closes the pipe: not an error.
+            let _ = pipe.write_all(&bytes);
+        })),
+        _ => None,
+    };
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        let s = Arc::clone(&shared);
+        pumps.push(std::thread::spawn(move || pump(out, Stream::Stdout, &s)));
+    }
+    if let Some(err) = child.stderr.take() {
+        let s = Arc::clone(&shared);
+        pumps.push(std::thread::spawn(move || pump(err, Stream::Stderr, &s)));
+    }
+    let status = child.wait();
+    for p in pumps {
+        let _ = p.join();
+    }
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: waiting for {}: {e}", exe.display());
+            return ExitCode::from(1);
+        }
+    };
+    let code = status_code(status);
+    let exit = exit_code(code);
+    if status.code().is_none() {
+        tracing::debug!(key = %key, code, "killed by a signal: not stored");
+        return exit;
+    }
+    if !args.cache_exit_codes.contains(&code) {
+        tracing::debug!(key = %key, code, "exit code not in --cache-exit-codes: not stored");
+        return exit;
+    }
+    let recording = std::mem::replace(
+        &mut *shared.lock().unwrap_or_else(PoisonError::into_inner),
+        Recording {
+            chunks: Vec::new(),
+            bytes: 0,
+            overflowed: false,
+        },
+    );
+    if recording.overflowed {
+        tracing::warn!(key = %key, "output larger than 1 GiB: not stored");
+        return exit;
+    }
+    let mut files = Vec::with_capacity(args.outs.len());
+    for path in &args.outs {
+        match Artifact::read(path) {
+            Ok(a) => files.push(a),
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "a declared output file cannot be read: not stored");
+                return exit;
+            }
+        }
+    }
+    let recorded = Recorded {
+        exit_code: code,
+        output: recording.chunks,
+        files,
+    };
+    let value = match fleche::storage::encoding::to_vec(&recorded) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "cannot encode the run: not stored");
+            return exit;
+        }
+    };
+    let runtime = Runtime::new(start, SystemTime::now(), started.elapsed(), None);
+    let mut record = CallRecord::new(key, FUNCTION, Digest::from_bytes([0; 32]));
+    record.arguments = parts.arguments();
+    record
+        .metadata
+        .insert(Runtime::NAME.to_owned(), runtime.to_value());
+    record
+        .metadata
+        .insert("exit_code".to_owned(), Value::Int(i128::from(code)));
+    if let Err(e) = cache.store_record(record, &value) {
+        tracing::warn!(key = %key, error = %e, "cannot store the run");
+    } else {
+        tracing::debug!(key = %key, "stored");
+    }
+    exit
+}
+
+/// A lock on `key` across processes, released (and its file removed) when dropped; `None`
+/// (unlocked) when the lock directory cannot be made.
+struct RunLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Removed while still held: a waiter that then locks the removed file sees it is not
+        // the one at the path any more, and locks afresh.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+fn lock(key: &Digest) -> Option<RunLock> {
+    let dir = user_cache_dir()?.join("locks");
+    if let Err(e) = private_dir(&dir) {
+        tracing::warn!(dir = %dir.display(), error = %e,
+            "cannot make the lock directory: identical concurrent runs may both run");
+        return None;
+    }
+    let path = dir.join(format!("{key}.lock"));
+    for _ in 0..1000 {
+        let file = match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "cannot open the lock: identical concurrent runs may both run");
+                return None;
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::debug!(key = %key, "an identical run is in progress: waiting for it");
+                if let Err(e) = file.lock() {
+                    tracing::warn!(error = %e, "cannot wait for the lock");
+                    return None;
+                }
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(error = %e, "cannot take the lock");
+                return None;
+            }
+        }
+        if same_file(&file, &path) {
+            return Some(RunLock { file, path });
+        }
+    }
+    None
+}
+
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &std::fs::File, path: &Path) -> bool {
+    path.exists()
+}

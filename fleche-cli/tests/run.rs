@@ -1,0 +1,563 @@
+//! `fleche run`, driven through the built binary: each test has its own working directory and
+//! its own `XDG_CACHE_HOME`, so the default run cache starts empty.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const FLECHE: &str = env!("CARGO_BIN_EXE_fleche");
+
+struct Here {
+    dir: tempfile::TempDir,
+}
+
+impl Here {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("work")).unwrap();
+        Self { dir }
+    }
+
+    /// A path in the working directory.
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join("work").join(rel)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(FLECHE);
+        c.args(args)
+            .current_dir(self.path(""))
+            .env("HOME", self.dir.path())
+            .env("XDG_CACHE_HOME", self.dir.path().join("xdg"))
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("FLECHE_CONFIG")
+            .env_remove("FLECHE_CACHE")
+            .env_remove("FLECHE_DISABLE")
+            .env_remove("FLECHE_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// How many times the test commands ran (each appends a line to `ran.log`).
+    fn runs(&self) -> usize {
+        std::fs::read_to_string(self.path("ran.log")).map_or(0, |s| s.lines().count())
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A command that records that it ran, then prints `text`.
+fn counted(text: &str) -> String {
+    format!("echo ran >> ran.log; printf '%s' '{text}'")
+}
+
+#[test]
+fn a_second_identical_run_replays_without_running() {
+    let h = Here::new();
+    let script = counted("hello\n");
+    let first = h.run(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    assert_eq!(first.stdout, b"hello\n");
+    let second = h.run(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(code(&second), 0, "{}", stderr(&second));
+    assert_eq!(second.stdout, b"hello\n");
+    assert_eq!(h.runs(), 1, "the second run is a hit");
+    // Another argument is another call.
+    let other = h.run(&["run", "--", "sh", "-c", &counted("bye\n")]);
+    assert_eq!(other.stdout, b"bye\n");
+    assert_eq!(h.runs(), 2);
+}
+
+#[test]
+fn runs_are_call_records_of_fleche_run() {
+    let h = Here::new();
+    let r = h.run(&["run", "--scope", "nightly", "--", "sh", "-c", &counted("x")]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let ls = h.run(&["ls", "--fn", "fleche.run", "--format", "json"]);
+    assert_eq!(code(&ls), 0, "{}", stderr(&ls));
+    let listed: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let calls = listed.as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{listed}");
+    let text = listed.to_string();
+    assert!(
+        text.contains("nightly") && text.contains("echo ran"),
+        "{text}"
+    );
+    // Another function's name finds nothing.
+    let none = h.run(&["ls", "--fn", "other", "--format", "json"]);
+    let none: serde_json::Value = serde_json::from_slice(&none.stdout).unwrap();
+    assert_eq!(none.as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn an_edited_dependency_reruns_by_content_and_by_stamp() {
+    let h = Here::new();
+    std::fs::write(h.path("input.txt"), "one\n").unwrap();
+    let script = "echo ran >> ran.log; cat input.txt";
+    for (mode, expected_runs) in [("content", [1, 1, 2, 2]), ("stamp", [3, 3, 4, 4])] {
+        let args = [
+            "run",
+            "--dep",
+            "input.txt",
+            "--dep-mode",
+            mode,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ];
+        std::fs::write(h.path("input.txt"), format!("one {mode}\n")).unwrap();
+        assert_eq!(h.run(&args).stdout, format!("one {mode}\n").as_bytes());
+        assert_eq!(h.runs(), expected_runs[0]);
+        assert_eq!(h.run(&args).stdout, format!("one {mode}\n").as_bytes());
+        assert_eq!(h.runs(), expected_runs[1], "{mode}: unchanged input hits");
+        // Same length, new content, a later mtime.
+        std::fs::write(h.path("input.txt"), format!("two {mode}\n")).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(h.path("input.txt"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() + Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(h.run(&args).stdout, format!("two {mode}\n").as_bytes());
+        assert_eq!(h.runs(), expected_runs[2], "{mode}: edited input reruns");
+        assert_eq!(h.run(&args).stdout, format!("two {mode}\n").as_bytes());
+        assert_eq!(h.runs(), expected_runs[3]);
+    }
+}
+
+#[test]
+fn a_missing_dependency_is_a_key_not_an_error() {
+    let h = Here::new();
+    let args = [
+        "run",
+        "--dep",
+        "later.txt",
+        "--",
+        "sh",
+        "-c",
+        "echo ran >> ran.log; echo ok",
+    ];
+    assert_eq!(code(&h.run(&args)), 0);
+    assert_eq!(code(&h.run(&args)), 0);
+    assert_eq!(h.runs(), 1);
+    std::fs::write(h.path("later.txt"), "now").unwrap();
+    assert_eq!(code(&h.run(&args)), 0);
+    assert_eq!(h.runs(), 2, "the file appearing changes the key");
+}
+
+#[test]
+fn directory_dependencies_hash_their_tree() {
+    let h = Here::new();
+    std::fs::create_dir_all(h.path("src/deep")).unwrap();
+    std::fs::write(h.path("src/deep/a.rs"), "fn a() {}").unwrap();
+    let args = [
+        "run",
+        "--dep",
+        "src",
+        "--",
+        "sh",
+        "-c",
+        "echo ran >> ran.log",
+    ];
+    h.run(&args);
+    h.run(&args);
+    assert_eq!(h.runs(), 1);
+    std::fs::write(h.path("src/deep/b.rs"), "fn b() {}").unwrap();
+    h.run(&args);
+    assert_eq!(h.runs(), 2, "a new file in the tree reruns");
+}
+
+#[test]
+fn output_files_are_restored_byte_identical() {
+    let h = Here::new();
+    let script = "echo ran >> ran.log; mkdir -p out; printf '\\000\\377\\376binary\\n' > out/data.bin; echo built";
+    let args = ["run", "--out", "out/data.bin", "--", "sh", "-c", script];
+    let first = h.run(&args);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let made = std::fs::read(h.path("out/data.bin")).unwrap();
+    assert_eq!(made, b"\x00\xff\xfebinary\n");
+    std::fs::remove_dir_all(h.path("out")).unwrap();
+    let second = h.run(&args);
+    assert_eq!(second.stdout, b"built\n");
+    assert_eq!(std::fs::read(h.path("out/data.bin")).unwrap(), made);
+    // A file that differs (same length) is replaced too.
+    std::fs::write(h.path("out/data.bin"), b"XXXXXXXXXXX").unwrap();
+    h.run(&args);
+    assert_eq!(std::fs::read(h.path("out/data.bin")).unwrap(), made);
+    assert_eq!(h.runs(), 1, "restoring runs nothing");
+    // A declared output the command does not write: the run is not stored.
+    let bad = [
+        "run",
+        "--out",
+        "never.txt",
+        "--",
+        "sh",
+        "-c",
+        "echo ran >> ran.log",
+    ];
+    h.run(&bad);
+    h.run(&bad);
+    assert_eq!(h.runs(), 3);
+}
+
+#[test]
+fn binary_and_interleaved_output_replays_exactly() {
+    let h = Here::new();
+    // Both streams into one file: the replay keeps their order.
+    let script = "echo ran >> ran.log; printf 'a\\377\\n'; sleep 0.1; printf 'b\\000\\n' >&2; sleep 0.1; printf 'c\\n'";
+    let mut outputs = Vec::new();
+    for i in 0..2 {
+        let log = h.path(&format!("both{i}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let status = h
+            .command(&["run", "--", "sh", "-c", script])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        outputs.push(std::fs::read(&log).unwrap());
+    }
+    assert_eq!(outputs[0], b"a\xff\nb\x00\nc\n");
+    assert_eq!(outputs[1], outputs[0]);
+    assert_eq!(h.runs(), 1);
+    // Separately, each stream is byte-exact.
+    let sep = h.run(&["run", "--", "sh", "-c", script]);
+    assert_eq!(sep.stdout, b"a\xff\nc\n");
+    assert_eq!(sep.stderr, b"b\x00\n");
+}
+
+#[test]
+fn exit_codes_pass_through_and_only_chosen_ones_are_cached() {
+    let h = Here::new();
+    let fail = [
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo ran >> ran.log; echo no >&2; exit 3",
+    ];
+    assert_eq!(code(&h.run(&fail)), 3);
+    assert_eq!(code(&h.run(&fail)), 3);
+    assert_eq!(h.runs(), 2, "exit 3 is not cached by default");
+    let cached = [
+        "run",
+        "--cache-exit-codes",
+        "0,3",
+        "--",
+        "sh",
+        "-c",
+        "echo ran >> ran.log; echo no >&2; exit 3",
+    ];
+    assert_eq!(code(&h.run(&cached)), 3);
+    let hit = h.run(&cached);
+    assert_eq!(code(&hit), 3);
+    assert_eq!(hit.stderr, b"no\n");
+    assert_eq!(h.runs(), 3);
+    // Stored with exit 3, but this run caches only 0: a miss.
+    assert_eq!(code(&h.run(&fail)), 3);
+    assert_eq!(h.runs(), 4);
+}
+
+#[test]
+fn a_signal_death_is_128_plus_n_and_never_cached() {
+    let h = Here::new();
+    let args = [
+        "run",
+        "--cache-exit-codes",
+        "0,143",
+        "--",
+        "sh",
+        "-c",
+        "echo ran >> ran.log; kill -TERM $$",
+    ];
+    assert_eq!(code(&h.run(&args)), 143);
+    assert_eq!(code(&h.run(&args)), 143);
+    assert_eq!(h.runs(), 2);
+}
+
+#[test]
+fn identical_concurrent_runs_execute_once() {
+    let h = Here::new();
+    let script = "echo ran >> ran.log; sleep 1; echo done";
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            h.command(&["run", "--", "sh", "-c", script])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(out.stdout, b"done\n");
+    }
+    assert_eq!(h.runs(), 1, "the others waited and replayed");
+    let locks: Vec<_> = std::fs::read_dir(h.dir.path().join("xdg/fleche/locks"))
+        .unwrap()
+        .collect();
+    assert!(locks.is_empty(), "lock files are removed: {locks:?}");
+}
+
+#[test]
+fn max_age_force_and_check() {
+    let h = Here::new();
+    let script = counted("v\n");
+    let check = |extra: &[&str]| {
+        let mut args = vec!["run", "--check"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", &script]);
+        code(&h.run(&args))
+    };
+    assert_eq!(check(&[]), 1, "nothing stored yet");
+    assert_eq!(h.runs(), 0, "--check runs nothing");
+    h.run(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(check(&[]), 0);
+    assert_eq!(h.runs(), 1);
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(check(&["--max-age", "1s"]), 1);
+    assert_eq!(check(&["--max-age", "1h"]), 0);
+    h.run(&["run", "--max-age", "1s", "--", "sh", "-c", &script]);
+    assert_eq!(h.runs(), 2, "older than --max-age reruns");
+    assert_eq!(check(&["--max-age", "1s"]), 0, "and stores the new run");
+    h.run(&["run", "--force", "--", "sh", "-c", &script]);
+    assert_eq!(h.runs(), 3, "--force reruns");
+    h.run(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(h.runs(), 3);
+}
+
+#[test]
+fn key_parts_cwd_env_stdin_scope() {
+    let h = Here::new();
+    std::fs::create_dir(h.path("sub")).unwrap();
+    let script = "echo ran >> \"$LOG\"; echo \"$COLOR\"; cat";
+    let log = h.path("ran.log");
+    let go = |dir: &Path, extra: &[&str], color: &str, input: &[u8]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        let mut c = h.command(&args);
+        c.current_dir(dir)
+            .env("LOG", &log)
+            .env("COLOR", color)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap().stdout
+    };
+    let (top, sub) = (h.path(""), h.path("sub"));
+    go(&top, &[], "red", b"");
+    go(&sub, &[], "red", b"");
+    assert_eq!(h.runs(), 2, "the working directory is part of the key");
+    go(&top, &["--no-cwd"], "red", b"");
+    go(&sub, &["--no-cwd"], "red", b"");
+    assert_eq!(h.runs(), 3, "--no-cwd leaves it out");
+    assert_eq!(go(&top, &["--env", "COLOR"], "red", b""), b"red\n");
+    assert_eq!(go(&top, &["--env", "COLOR"], "blue", b""), b"blue\n");
+    assert_eq!(go(&top, &["--env", "COLOR"], "red", b""), b"red\n");
+    assert_eq!(h.runs(), 5, "--env keys the variable's value");
+    // Without --stdin the command's stdin is empty and not keyed; with it, keyed.
+    assert_eq!(go(&top, &["--env", "COLOR"], "red", b"ignored"), b"red\n");
+    assert_eq!(go(&top, &["--stdin"], "red", b"in 1"), b"red\nin 1");
+    assert_eq!(go(&top, &["--stdin"], "red", b"in 2"), b"red\nin 2");
+    assert_eq!(go(&top, &["--stdin"], "red", b"in 1"), b"red\nin 1");
+    assert_eq!(h.runs(), 7);
+    go(&top, &["--scope", "a"], "red", b"");
+    go(&top, &["--scope", "b"], "red", b"");
+    assert_eq!(h.runs(), 9, "--scope separates");
+}
+
+#[test]
+fn explain_shows_each_part_and_the_outcome() {
+    let h = Here::new();
+    std::fs::write(h.path("dep.txt"), "d").unwrap();
+    let args = [
+        "run",
+        "--explain",
+        "--dep",
+        "dep.txt",
+        "--env",
+        "HOME",
+        "--",
+        "true",
+    ];
+    let first = h.run(&args);
+    let text = stderr(&first);
+    for part in [
+        "argv",
+        "exe",
+        "cwd",
+        "env",
+        "stdin",
+        "dep",
+        "scope",
+        "miss (not stored)",
+    ] {
+        assert!(text.contains(part), "{part} missing in {text}");
+    }
+    let key_line = text.lines().next().unwrap().to_owned();
+    assert!(key_line.starts_with("fleche run: key "), "{key_line}");
+    let again = stderr(&h.run(&args));
+    assert!(again.contains("hit (exit code 0"), "{again}");
+    assert!(again.starts_with(&key_line), "the same key: {again}");
+}
+
+#[test]
+fn debug_logging_says_why() {
+    let h = Here::new();
+    let args = ["run", "--", "true"];
+    let miss = h
+        .command(&args)
+        .env("FLECHE_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&miss).contains("miss: not stored"),
+        "{}",
+        stderr(&miss)
+    );
+    let hit = h
+        .command(&args)
+        .env("FLECHE_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(stderr(&hit).contains("hit"), "{}", stderr(&hit));
+    let quiet = h.run(&args);
+    assert!(quiet.stderr.is_empty(), "{}", stderr(&quiet));
+}
+
+#[test]
+fn fleche_disable_runs_uncached() {
+    let h = Here::new();
+    let script = counted("x");
+    for _ in 0..2 {
+        let o = h
+            .command(&["run", "--", "sh", "-c", &script])
+            .env("FLECHE_DISABLE", "1")
+            .output()
+            .unwrap();
+        assert_eq!(o.stdout, b"x");
+    }
+    assert_eq!(h.runs(), 2);
+    assert!(
+        !h.dir.path().join("xdg/fleche/run").exists(),
+        "nothing stored"
+    );
+}
+
+#[test]
+fn a_broken_cache_still_runs_the_command() {
+    let h = Here::new();
+    // XDG_CACHE_HOME is a file: no cache can be made there.
+    std::fs::write(h.dir.path().join("xdg"), "not a directory").unwrap();
+    let o = h.run(&["run", "--", "sh", "-c", &counted("still\n")]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(o.stdout, b"still\n");
+    assert!(stderr(&o).contains("running uncached"), "{}", stderr(&o));
+    assert_eq!(h.runs(), 1);
+}
+
+#[test]
+fn a_corrupt_entry_is_a_miss_and_the_rerun_repairs_it() {
+    let h = Here::new();
+    let script = counted("good\n");
+    h.run(&["run", "--", "sh", "-c", &script]);
+    // Damage every stored file.
+    let root = h.dir.path().join("xdg/fleche/run");
+    let mut damaged = 0;
+    for entry in walk(&root) {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        if bytes.len() > 8 {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x55;
+            std::fs::write(&entry, bytes).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0);
+    let o = h.run(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(o.stdout, b"good\n");
+    assert!(stderr(&o).contains("WARN"), "a warning: {}", stderr(&o));
+    assert_eq!(h.runs(), 2);
+    let o = h.run(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(o.stdout, b"good\n");
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    assert_eq!(h.runs(), 2, "repaired: a hit again");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn usage_errors_and_unknown_commands() {
+    let h = Here::new();
+    let none = h.run(&["run"]);
+    assert_eq!(code(&none), 2, "{}", stderr(&none));
+    let missing = h.run(&["run", "--", "no-such-command-anywhere"]);
+    assert_eq!(code(&missing), 1);
+    assert!(stderr(&missing).contains("command not found"));
+    let both = h.run(&["run", "--check", "--force", "--", "true"]);
+    assert_eq!(code(&both), 2);
+}
+
+#[test]
+fn a_configured_cache_is_used() {
+    let h = Here::new();
+    std::fs::write(
+        h.path("fleche.toml"),
+        "[default]\ncache = \"team\"\n\n[team]\ntemplate = \"msgpack\"\nroot = \"team-cache\"\n",
+    )
+    .unwrap();
+    let script = counted("t\n");
+    let first = h.run(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    h.run(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(h.runs(), 1);
+    assert!(h.path("team-cache").exists());
+    assert!(!h.dir.path().join("xdg/fleche/run").exists());
+}
+
+#[test]
+fn a_bad_configuration_is_an_error_naming_file_and_key() {
+    let h = Here::new();
+    std::fs::write(
+        h.path("fleche.toml"),
+        "[default]\ncache = \"team\"\n\n[team]\ntype = \"msgpack\"\npath = \"x\"\n",
+    )
+    .unwrap();
+    let o = h.run(&["run", "--", "sh", "-c", &counted("t\n")]);
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    assert!(err.contains("fleche.toml") && err.contains("path"), "{err}");
+    assert_eq!(
+        h.runs(),
+        0,
+        "fleche's own failure: the command does not start"
+    );
+}
