@@ -9,6 +9,7 @@
 //! or missed; `off`, or per target: `fleche=debug,warn`).
 
 mod format;
+mod log;
 mod open;
 mod run;
 
@@ -254,8 +255,12 @@ impl From<fleche::Error> for Failure {
 type Outcome = Result<ExitCode, Failure>;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
+    log::init();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(i) = run::Invocation::parse_fast(&argv) {
+        return run::run(i.args, i.config.as_deref(), i.cache.as_deref());
+    }
+    let cli = Cli::parse_from(argv);
     if let Command::Run(args) = cli.command {
         return run::run(args, cli.config.as_deref(), cli.cache.as_deref());
     }
@@ -269,38 +274,6 @@ fn main() -> ExitCode {
             eprintln!("error: {m}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// Logs to stderr, filtered by `FLECHE_LOG` (default `warn`); a filter that does not parse is
-/// reported and the default used.
-fn init_logging() {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let default = || Targets::new().with_default(LevelFilter::WARN);
-    let mut bad = None;
-    let filter = match std::env::var("FLECHE_LOG") {
-        Ok(text) if !text.trim().is_empty() => match text.trim().parse::<Targets>() {
-            Ok(t) => t,
-            Err(e) => {
-                bad = Some(format!("FLECHE_LOG=`{text}`: {e}; logging warnings"));
-                default()
-            }
-        },
-        _ => default(),
-    };
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .with_ansi(false);
-    let _ = tracing_subscriber::registry()
-        .with(layer)
-        .with(filter)
-        .try_init();
-    if let Some(m) = bad {
-        eprintln!("warning: {m}");
     }
 }
 

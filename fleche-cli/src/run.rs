@@ -25,7 +25,7 @@ pub(crate) const FUNCTION: &str = "fleche.run";
 const MAX_RECORDED: usize = 1 << 30;
 
 /// `fleche run` options.
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub(crate) struct RunArgs {
     /// Leave the working directory out of the key (it is part of it by default).
     #[arg(long)]
@@ -70,8 +70,96 @@ pub(crate) struct RunArgs {
     command: Vec<OsString>,
 }
 
+/// A `fleche [--cache NAME] [--config PATH] run [OPTIONS] -- CMD ARGS..` invocation.
+pub(crate) struct Invocation {
+    pub(crate) args: RunArgs,
+    pub(crate) cache: Option<String>,
+    pub(crate) config: Option<PathBuf>,
+}
+
+impl Invocation {
+    /// Parses a well-formed `run` command line without building the whole command-line parser
+    /// (a cached command's hit is a whole process start). `None` for anything else (help, a
+    /// typo, another subcommand): clap then parses, and reports what is wrong.
+    pub(crate) fn parse_fast(argv: &[OsString]) -> Option<Self> {
+        let mut args = RunArgs {
+            no_cwd: false,
+            env: Vec::new(),
+            stdin: false,
+            deps: Vec::new(),
+            dep_mode: DepMode::Content,
+            outs: Vec::new(),
+            scope: None,
+            cache_exit_codes: vec![0],
+            force: false,
+            max_age: None,
+            check: false,
+            explain: false,
+            command: Vec::new(),
+        };
+        let (mut cache, mut config) = (None, None);
+        let mut seen_run = false;
+        let mut codes_given = false;
+        let mut it = argv.iter().skip(1);
+        while let Some(arg) = it.next() {
+            let text = arg.to_str()?;
+            // `--name=value` or `--name value`.
+            let (name, inline) = match text.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n, Some(OsString::from(v))),
+                _ => (text, None),
+            };
+            let mut value = || inline.clone().or_else(|| it.next().cloned());
+            match name {
+                "run" if !seen_run && inline.is_none() => seen_run = true,
+                "--cache" => cache = Some(value()?.into_string().ok()?),
+                "--config" => config = Some(PathBuf::from(value()?)),
+                _ if !seen_run => return None,
+                "--" if inline.is_none() => {
+                    args.command = it.cloned().collect();
+                    break;
+                }
+                "--no-cwd" if inline.is_none() => args.no_cwd = true,
+                "--stdin" if inline.is_none() => args.stdin = true,
+                "--force" if inline.is_none() => args.force = true,
+                "--check" if inline.is_none() => args.check = true,
+                "--explain" if inline.is_none() => args.explain = true,
+                "--env" => args.env.push(value()?.into_string().ok()?),
+                "--dep" => args.deps.push(PathBuf::from(value()?)),
+                "--out" => args.outs.push(PathBuf::from(value()?)),
+                "--scope" => args.scope = Some(value()?.into_string().ok()?),
+                "--dep-mode" => {
+                    args.dep_mode = match value()?.to_str()? {
+                        "content" => DepMode::Content,
+                        "stamp" => DepMode::Stamp,
+                        _ => return None,
+                    }
+                }
+                "--cache-exit-codes" => {
+                    if !codes_given {
+                        args.cache_exit_codes.clear();
+                        codes_given = true;
+                    }
+                    for code in value()?.to_str()?.split(',') {
+                        args.cache_exit_codes.push(code.trim().parse().ok()?);
+                    }
+                }
+                "--max-age" => args.max_age = Some(crate::age(value()?.to_str()?).ok()?),
+                _ => return None,
+            }
+        }
+        if !seen_run || args.command.is_empty() {
+            return None;
+        }
+        Some(Self {
+            args,
+            cache,
+            config,
+        })
+    }
+}
+
 /// How `--dep` paths are keyed.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 enum DepMode {
     /// Their content's blake3 digest (a directory's tree).
     Content,
@@ -311,7 +399,7 @@ fn run_inner(
             "--check runs nothing; --force always runs: choose one".into(),
         ));
     }
-    let exe = resolve(program).ok_or_else(|| {
+    let (exe, exe_stamp) = resolve(program).ok_or_else(|| {
         Failure::Failed(format!("{}: command not found", program.to_string_lossy()))
     })?;
     if fleche::disabled() {
@@ -344,7 +432,7 @@ fn run_inner(
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
-        exe: FileStamp::new(&exe),
+        exe: exe_stamp,
         cwd: (!args.no_cwd).then(|| cwd.clone()),
         env: args
             .env
@@ -484,6 +572,18 @@ fn lookup(cache: &Cache, key: &Digest, args: &RunArgs) -> Found {
             return Found::Nothing(format!("stored run unreadable: {e}"));
         }
     };
+    // Files are written back only to the paths this invocation declares (they are part of the
+    // key, so an entry stored by this command lists exactly these).
+    if recorded.files.len() != args.outs.len()
+        || recorded
+            .files
+            .iter()
+            .zip(&args.outs)
+            .any(|(file, out)| file.path() != out)
+    {
+        tracing::warn!(key = %key, "the stored run's files are not the declared --out paths; running");
+        return Found::Nothing("stored files are not the --out paths".into());
+    }
     if !args.cache_exit_codes.contains(&recorded.exit_code) {
         tracing::debug!(key = %key, exit_code = recorded.exit_code,
             "miss: the stored exit code is not one of --cache-exit-codes");
@@ -606,36 +706,54 @@ pub(crate) fn run_cache() -> Result<Cache, fleche::Error> {
             source: io::Error::from(io::ErrorKind::NotFound),
         })?
         .join("run");
-    private_dir(&dir).map_err(|source| fleche::Error::File {
-        path: dir.clone(),
-        operation: "create",
-        source,
-    })?;
+    // The store creates what is missing of the path private (0700).
     Cache::msgpack(&dir, FileOptions::new())
 }
 
-/// Where `program` is: itself when it names a path, else the first executable file of that
-/// name in `PATH`.
-fn resolve(program: &OsStr) -> Option<PathBuf> {
+/// Where `program` is, and its stamp: itself when it names a path, else the first executable
+/// file of that name in `PATH`.
+fn resolve(program: &OsStr) -> Option<(PathBuf, FileStamp)> {
     let p = Path::new(program);
     if p.components().count() > 1 || program.as_encoded_bytes().contains(&b'/') {
-        return p.is_file().then(|| p.to_path_buf());
+        let meta = std::fs::metadata(p)
+            .ok()
+            .filter(std::fs::Metadata::is_file)?;
+        return Some((p.to_path_buf(), FileStamp::from_metadata(p, &meta)));
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(p))
-        .find(|c| is_executable(c))
+    let mut tried: Vec<PathBuf> = Vec::new();
+    for dir in std::env::split_paths(&path) {
+        // An empty entry is the working directory, as for the shell.
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        if tried.contains(&dir) {
+            continue;
+        }
+        let candidate = dir.join(p);
+        if let Some(meta) = executable(&candidate) {
+            let stamp = FileStamp::from_metadata(&candidate, &meta);
+            return Some((candidate, stamp));
+        }
+        tried.push(dir);
+    }
+    None
 }
 
+/// The metadata of `p` when it is an executable regular file.
 #[cfg(unix)]
-fn is_executable(p: &Path) -> bool {
+fn executable(p: &Path) -> Option<std::fs::Metadata> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(p)
+        .ok()
+        .filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(not(unix))]
-fn is_executable(p: &Path) -> bool {
-    p.is_file()
+fn executable(p: &Path) -> Option<std::fs::Metadata> {
+    std::fs::metadata(p).ok().filter(std::fs::Metadata::is_file)
 }
 
 fn command(exe: &Path, args: &RunArgs) -> Command {
@@ -916,4 +1034,165 @@ fn same_file(file: &std::fs::File, path: &Path) -> bool {
 #[cfg(not(unix))]
 fn same_file(_file: &std::fs::File, path: &Path) -> bool {
     path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts() -> Parts {
+        Parts {
+            argv: vec![b"make".to_vec(), b"-j\xff".to_vec()],
+            argv_shown: vec!["make".into(), "-j\u{fffd}".into()],
+            exe: FileStamp::new("no/such/exe"),
+            cwd: Some(PathBuf::from("/work")),
+            env: vec![
+                ("CC".into(), Some(b"gcc".to_vec())),
+                ("CFLAGS".into(), None),
+            ],
+            stdin: None,
+            deps: vec![Dep::Content(FileContents::new("no/such/dep"))],
+            outs: vec![PathBuf::from("out.bin")],
+            scope: Some("nightly".into()),
+        }
+    }
+
+    /// `docs/format.md`, "Command calls": the key must not change within its version.
+    #[test]
+    fn run_key_golden_vector() {
+        assert_eq!(
+            parts().key().to_string(),
+            "b1f023ce5837d1e8d51be431f1babe2bdc267f6d009cc3106a28035818c95147"
+        );
+    }
+
+    #[test]
+    fn every_part_changes_the_key() {
+        let base = parts().key();
+        type Change = Box<dyn Fn(&mut Parts)>;
+        let changes: Vec<(&str, Change)> = vec![
+            ("argv", Box::new(|p| p.argv[1] = b"-j2".to_vec())),
+            ("exe", Box::new(|p| p.exe = FileStamp::new("no/other/exe"))),
+            ("cwd", Box::new(|p| p.cwd = None)),
+            ("env", Box::new(|p| p.env[1].1 = Some(Vec::new()))),
+            (
+                "stdin",
+                Box::new(|p| p.stdin = Some(Digest::from_bytes([0; 32]))),
+            ),
+            ("deps", Box::new(|p| p.deps.clear())),
+            ("outs", Box::new(|p| p.outs.push(PathBuf::from("more")))),
+            ("scope", Box::new(|p| p.scope = None)),
+        ];
+        for (name, change) in changes {
+            let mut p = parts();
+            change(&mut p);
+            assert_ne!(p.key(), base, "{name} is not part of the key");
+        }
+    }
+
+    /// The fast parser agrees with clap on what it accepts, and leaves the rest to clap.
+    #[test]
+    fn the_fast_parser_agrees_with_clap() {
+        use clap::Parser;
+        let lines: &[&[&str]] = &[
+            &["run", "--", "true"],
+            &[
+                "--cache",
+                "c",
+                "run",
+                "--explain",
+                "--",
+                "sh",
+                "-c",
+                "echo --",
+            ],
+            &[
+                "run",
+                "--config=f.toml",
+                "--env",
+                "A",
+                "--env=B",
+                "--dep",
+                "x",
+                "--dep",
+                "y",
+                "--dep-mode",
+                "stamp",
+                "--out",
+                "o",
+                "--scope",
+                "s",
+                "--cache-exit-codes",
+                "0,1",
+                "--cache-exit-codes=3",
+                "--force",
+                "--max-age",
+                "2h",
+                "--no-cwd",
+                "--stdin",
+                "--",
+                "make",
+                "-j4",
+                "--",
+                "x",
+            ],
+            &["run", "--check", "--max-age=30s", "--", "ls", "--color"],
+        ];
+        for line in lines {
+            let argv: Vec<OsString> = std::iter::once("fleche")
+                .chain(line.iter().copied())
+                .map(OsString::from)
+                .collect();
+            let fast = Invocation::parse_fast(&argv).unwrap_or_else(|| panic!("{line:?} refused"));
+            let cli = crate::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{e}"));
+            let crate::Command::Run(slow) = cli.command else {
+                panic!("not run");
+            };
+            assert_eq!(format!("{:?}", fast.args), format!("{slow:?}"), "{line:?}");
+            assert_eq!(fast.cache, cli.cache);
+            assert_eq!(fast.config, cli.config);
+        }
+        let refused: &[&[&str]] = &[
+            &["run", "--help", "--", "x"],
+            &["run", "--"],
+            &["run", "true"],
+            &["run", "--dep-mode", "hash", "--", "x"],
+            &["run", "--max-age", "soon", "--", "x"],
+            &["run", "--unknown", "--", "x"],
+            &["ls", "run"],
+            &["run", "--force=yes", "--", "x"],
+        ];
+        for line in refused {
+            let argv: Vec<OsString> = std::iter::once("fleche")
+                .chain(line.iter().copied())
+                .map(OsString::from)
+                .collect();
+            assert!(Invocation::parse_fast(&argv).is_none(), "{line:?} accepted");
+        }
+    }
+
+    #[test]
+    fn recorded_runs_round_trip() -> Result<(), Box<dyn std::error::Error>> {
+        let r = Recorded {
+            exit_code: 3,
+            output: vec![
+                Chunk {
+                    stream: Stream::Stdout,
+                    bytes: Bytes(vec![0, 255, 10]),
+                },
+                Chunk {
+                    stream: Stream::Stderr,
+                    bytes: Bytes(b"e".to_vec()),
+                },
+            ],
+            files: Vec::new(),
+        };
+        let bytes = fleche::storage::encoding::to_vec(&r)?;
+        let back: Recorded = fleche::storage::encoding::from_slice(&bytes)?;
+        assert_eq!(back.exit_code, 3);
+        assert_eq!(back.output.len(), 2);
+        assert_eq!(back.output[0].bytes.0, vec![0, 255, 10]);
+        assert!(back.output[1].stream == Stream::Stderr);
+        Ok(())
+    }
 }

@@ -561,3 +561,60 @@ fn a_bad_configuration_is_an_error_naming_file_and_key() {
         "fleche's own failure: the command does not start"
     );
 }
+
+/// An entry crafted by someone who can write the cache (here through the library, so its
+/// checksums are valid) cannot make a hit write files the invocation did not declare.
+#[test]
+fn a_crafted_entry_cannot_write_undeclared_files() {
+    #[derive(serde::Serialize)]
+    struct Crafted {
+        exit_code: i32,
+        output: Vec<()>,
+        files: Vec<fleche::Artifact>,
+    }
+    let h = Here::new();
+    let args = [
+        "run",
+        "--explain",
+        "--out",
+        "out.txt",
+        "--",
+        "sh",
+        "-c",
+        "echo ran >> ran.log; echo ok > out.txt",
+    ];
+    let first = h.run(&args);
+    let text = stderr(&first);
+    let key: fleche::Digest = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("fleche run: key "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let victim = h.dir.path().join("victim.txt");
+    let evil = fleche::Artifact::write(&victim, "owned").unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    let cache = fleche::Cache::msgpack(
+        h.dir.path().join("xdg/fleche/run"),
+        fleche::storage::FileOptions::new(),
+    )
+    .unwrap();
+    let record = cache.record(&key).unwrap().unwrap();
+    let value = fleche::storage::encoding::to_vec(&Crafted {
+        exit_code: 0,
+        output: Vec::new(),
+        files: vec![evil],
+    })
+    .unwrap();
+    cache.store_record(record, &value).unwrap();
+    let second = h.run(&args);
+    assert_eq!(code(&second), 0);
+    assert!(!victim.exists(), "an undeclared path was written");
+    assert!(
+        stderr(&second).contains("not the declared --out paths"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(h.runs(), 2, "the crafted entry is a miss");
+}

@@ -24,7 +24,6 @@ use crate::Error;
 /// for results got with `load`.
 ///
 /// ```
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use fleche::Artifact;
 /// use std::path::PathBuf;
 ///
@@ -33,6 +32,7 @@ use crate::Error;
 ///     Artifact::write(&out, text.to_uppercase())
 /// }
 ///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = tempfile::tempdir()?;
 /// let out = dir.path().join("page.txt");
 /// let cache = fleche::Cache::memory();

@@ -28,7 +28,6 @@ use crate::key::{Key, KeyHasher};
 /// The stored argument records the path, the kind, the length and the content digest:
 ///
 /// ```
-/// # fn main() -> std::io::Result<()> {
 /// use fleche::FileContents;
 ///
 /// #[fleche::memoize]
@@ -36,6 +35,7 @@ use crate::key::{Key, KeyHasher};
 ///     std::fs::read_to_string(input.path()).map_or(0, |s| s.lines().count())
 /// }
 ///
+/// # fn main() -> std::io::Result<()> {
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("data.csv");
 /// std::fs::write(&path, "a\nb\n")?;
@@ -157,6 +157,21 @@ impl FileStamp {
     pub fn new(path: impl AsRef<Path>) -> Self {
         let path = path.as_ref().to_path_buf();
         let state = inspect(&path, Method::Stamp);
+        Self { path, state }
+    }
+
+    /// The stamp of the regular file at `path` from its `metadata`, already read (symbolic links
+    /// followed), without reading it again. Metadata of anything but a regular file stamps `path`
+    /// afresh, as [`FileStamp::new`] does.
+    pub fn from_metadata(path: impl AsRef<Path>, metadata: &Metadata) -> Self {
+        let path = path.as_ref().to_path_buf();
+        let state = if metadata.is_file() {
+            file_mark(&path, metadata, Method::Stamp)
+                .map(|(len, mark)| State::File { len, mark })
+                .unwrap_or_else(|reason| unreadable(&path, reason))
+        } else {
+            inspect(&path, Method::Stamp)
+        };
         Self { path, state }
     }
 

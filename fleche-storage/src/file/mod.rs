@@ -117,9 +117,10 @@ struct EntryDir {
 
 impl EntryDir {
     fn open(root: &Path, options: FileOptions) -> Result<Self, StorageError> {
-        crate::fs::create_dir_all(root, options.shared)?;
-        // All 256 fan-out directories up front (once per cache), so writes never create one.
+        // All 256 fan-out directories up front (once per cache), so writes never create one;
+        // the last one present means the root and the others are (one `stat` per open).
         if !root.join("ff").is_dir() {
+            crate::fs::create_dir_all(root, options.shared)?;
             for i in 0..=255u8 {
                 crate::fs::create_dir_all(&root.join(format!("{i:02x}")), options.shared)?;
             }

@@ -13,6 +13,7 @@ mod hdf5;
 mod keys;
 mod kinds;
 mod macros;
+mod make_like;
 mod metadata;
 mod processes;
 mod query;
