@@ -1,8 +1,10 @@
 //! Finding the configuration, the cache and the call a command works on.
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use fleche::config::{Config, DefaultCache, Env};
+use fleche::storage::FileOptions;
 use fleche::{Cache, CallRecord, Digest};
 
 use crate::Failure;
@@ -32,7 +34,7 @@ pub(crate) fn cache(config: &Config, name: Option<&str>) -> Result<Cache, Failur
             DefaultCache::Named(n) => n,
             DefaultCache::Inline(spec) => return Ok(Cache::open(spec)?),
             // Nothing configured: the cache `fleche run` keeps its runs in.
-            DefaultCache::Memory => return Ok(crate::run::run_cache()?),
+            DefaultCache::Memory => return Ok(run_cache()?),
         },
     };
     if matches!(name.as_str(), "memory" | "void") {
@@ -91,4 +93,39 @@ pub(crate) fn record(cache: &Cache, prefix: &str) -> Result<CallRecord, Failure>
             )))
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/fleche` (else `~/.cache/fleche`): the per-user base of the run cache and the
+/// run locks.
+pub(crate) fn user_cache_dir() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+        _ => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(".cache"),
+    };
+    Some(base.join("fleche"))
+}
+
+/// Creates `dir` and its missing parents, private (0700) where it creates them.
+pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// The persistent msgpack cache at `$XDG_CACHE_HOME/fleche/run`.
+pub(crate) fn run_cache() -> Result<Cache, fleche::Error> {
+    let dir = user_cache_dir()
+        .ok_or_else(|| fleche::Error::File {
+            path: PathBuf::from("~/.cache/fleche"),
+            operation: "locate (neither XDG_CACHE_HOME nor HOME is set)",
+            source: io::Error::from(io::ErrorKind::NotFound),
+        })?
+        .join("run");
+    // The store creates what is missing of the path private (0700).
+    Cache::msgpack(&dir, FileOptions::new())
 }

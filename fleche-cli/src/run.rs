@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, ValueEnum};
 use fleche::config::{Config, DefaultCache};
-use fleche::storage::FileOptions;
 use fleche::{Artifact, Cache, CallRecord, Digest, FileContents, FileStamp, Key, Runtime, Value};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -671,43 +670,8 @@ fn default_cache(config: &Config) -> Result<Result<Cache, fleche::Error>, Failur
         }
         DefaultCache::Inline(spec) => Ok(Cache::open(spec)),
         // No cache configured (or the process's memory, which another run cannot see).
-        _ => Ok(run_cache()),
+        _ => Ok(crate::open::run_cache()),
     }
-}
-
-/// `$XDG_CACHE_HOME/fleche` (else `~/.cache/fleche`): the per-user base of the run cache and the
-/// run locks.
-fn user_cache_dir() -> Option<PathBuf> {
-    let base = match std::env::var_os("XDG_CACHE_HOME") {
-        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
-        _ => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(".cache"),
-    };
-    Some(base.join("fleche"))
-}
-
-/// Creates `dir` and its missing parents, private (0700) where it creates them.
-fn private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-/// The persistent msgpack cache at `$XDG_CACHE_HOME/fleche/run`.
-pub(crate) fn run_cache() -> Result<Cache, fleche::Error> {
-    let dir = user_cache_dir()
-        .ok_or_else(|| fleche::Error::File {
-            path: PathBuf::from("~/.cache/fleche"),
-            operation: "locate (neither XDG_CACHE_HOME nor HOME is set)",
-            source: io::Error::from(io::ErrorKind::NotFound),
-        })?
-        .join("run");
-    // The store creates what is missing of the path private (0700).
-    Cache::msgpack(&dir, FileOptions::new())
 }
 
 /// Where `program` is, and its stamp: itself when it names a path, else the first executable
@@ -980,8 +944,8 @@ impl Drop for RunLock {
 }
 
 fn lock(key: &Digest) -> Option<RunLock> {
-    let dir = user_cache_dir()?.join("locks");
-    if let Err(e) = private_dir(&dir) {
+    let dir = crate::open::user_cache_dir()?.join("locks");
+    if let Err(e) = crate::open::private_dir(&dir) {
         tracing::warn!(dir = %dir.display(), error = %e,
             "cannot make the lock directory: identical concurrent runs may both run");
         return None;

@@ -618,3 +618,123 @@ fn a_crafted_entry_cannot_write_undeclared_files() {
     );
     assert_eq!(h.runs(), 2, "the crafted entry is a miss");
 }
+
+/// Runs `mount ARGS`; false (with a note) when this process may not mount (not root).
+fn mount(args: &[&str]) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    if !root {
+        eprintln!("not root: skipping a test that needs mount {args:?}");
+        return false;
+    }
+    let status = Command::new("mount").args(args).status().unwrap();
+    assert!(status.success(), "mount {args:?} failed as root");
+    true
+}
+
+fn umount(path: &Path) {
+    let _ = Command::new("umount").arg(path).status();
+}
+
+/// A read-only cache (a read-only bind mount: root ignores permission bits) still serves hits;
+/// a miss runs the command and warns that it cannot store.
+#[test]
+fn a_read_only_cache_serves_hits_and_misses_still_run() {
+    let h = Here::new();
+    let script = counted("stored\n");
+    assert_eq!(
+        h.run(&["run", "--", "sh", "-c", &script]).stdout,
+        b"stored\n"
+    );
+    let run_dir = h.dir.path().join("xdg/fleche/run");
+    let target = run_dir.to_str().unwrap();
+    if !mount(&["--bind", target, target]) {
+        return;
+    }
+    let remounted = mount(&["-o", "remount,bind,ro", target]);
+    let hit = h.run(&["run", "--", "sh", "-c", &script]);
+    let miss = h.run(&["run", "--", "sh", "-c", &counted("new\n")]);
+    umount(&run_dir);
+    assert!(remounted);
+    assert_eq!(hit.stdout, b"stored\n");
+    assert_eq!(h.runs(), 2, "the hit ran nothing; the miss ran once");
+    assert_eq!(code(&miss), 0);
+    assert_eq!(miss.stdout, b"new\n");
+    assert!(stderr(&miss).contains("cannot store"), "{}", stderr(&miss));
+}
+
+/// A full disk: the run's output is shown whole and its exit status kept; nothing half-written
+/// is served afterwards.
+#[test]
+fn a_full_disk_loses_nothing_of_the_run() {
+    let h = Here::new();
+    let xdg = h.dir.path().join("xdg");
+    std::fs::create_dir_all(&xdg).unwrap();
+    if !mount(&[
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=256k",
+        "tmpfs",
+        xdg.to_str().unwrap(),
+    ]) {
+        return;
+    }
+    // 1 MiB of output cannot be stored in 256 KiB.
+    let script = "echo ran >> ran.log; head -c 1048576 /dev/zero | tr '\\0' 'x'; exit 0";
+    let first = h.run(&["run", "--", "sh", "-c", script]);
+    let second = h.run(&["run", "--", "sh", "-c", script]);
+    let small = h.run(&["run", "--", "sh", "-c", &counted("fits\n")]);
+    let small_again = h.run(&["run", "--", "sh", "-c", &counted("fits\n")]);
+    umount(&xdg);
+    for o in [&first, &second] {
+        assert_eq!(code(o), 0);
+        assert_eq!(o.stdout.len(), 1 << 20);
+        assert!(o.stdout.iter().all(|&b| b == b'x'));
+    }
+    assert!(
+        stderr(&first).contains("cannot store"),
+        "{}",
+        stderr(&first)
+    );
+    assert_eq!(small_again.stdout, b"fits\n");
+    assert_eq!(small.stdout, b"fits\n");
+    assert_eq!(
+        h.runs(),
+        3,
+        "the big run ran twice (never stored), the small one once"
+    );
+}
+
+/// `fleche run` killed mid-run: nothing is stored, its lock dies with it, and the next run
+/// neither waits for the dead one nor replays anything.
+#[test]
+fn a_killed_run_leaves_no_result_and_no_stuck_lock() {
+    let h = Here::new();
+    let script = "echo ran >> ran.log; [ -f fast ] || sleep 3; echo done";
+    let mut victim = h
+        .command(&["run", "--", "sh", "-c", script])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while h.runs() == 0 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    victim.kill().unwrap(); // SIGKILL
+    victim.wait().unwrap();
+    std::fs::write(h.path("fast"), "").unwrap();
+    let t = std::time::Instant::now();
+    let next = h.run(&["run", "--", "sh", "-c", script]);
+    assert_eq!(next.stdout, b"done\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "waited for a dead run"
+    );
+    assert_eq!(h.runs(), 2);
+    let again = h.run(&["run", "--", "sh", "-c", script]);
+    assert_eq!(again.stdout, b"done\n");
+    assert_eq!(h.runs(), 2, "the finished run was stored");
+}

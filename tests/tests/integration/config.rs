@@ -606,3 +606,24 @@ fn verify_digest_is_configured_per_layer() {
         "{out}"
     );
 }
+
+#[test]
+fn fleche_disable_runs_every_memoized_call_uncached() {
+    let mut w = World::new();
+    w.write(
+        "home/fleche.toml",
+        "[default]\ncache = \"disk\"\n[disk]\ntemplate = \"msgpack\"\nroot = \"cache\"\n",
+    );
+    w.set("FLECHE_DISABLE", "1");
+    let out = w.probe("home", &["call"]);
+    assert!(
+        line(&out, "call").contains("runs: 2, metadata: None"),
+        "both calls ran, nothing stored: {out}"
+    );
+    w.set("FLECHE_DISABLE", "0");
+    let out = w.probe("home", &["call"]);
+    assert!(
+        line(&out, "call").contains("runs: 1"),
+        "enabled again: {out}"
+    );
+}
