@@ -240,6 +240,18 @@ enum Failure {
     Usage(String),
 }
 
+impl Failure {
+    /// Prints the message and gives the exit code: 1, or 2 for a usage error.
+    fn report(self) -> ExitCode {
+        let (message, code) = match self {
+            Failure::Failed(m) => (m, 1),
+            Failure::Usage(m) => (m, 2),
+        };
+        eprintln!("error: {message}");
+        ExitCode::from(code)
+    }
+}
+
 impl From<fleche::config::ConfigError> for Failure {
     fn from(e: fleche::config::ConfigError) -> Self {
         Failure::Failed(e.to_string())
@@ -264,17 +276,7 @@ fn main() -> ExitCode {
     if let Command::Run(args) = cli.command {
         return run::run(args, cli.config.as_deref(), cli.cache.as_deref());
     }
-    match run(cli) {
-        Ok(code) => code,
-        Err(Failure::Failed(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(2)
-        }
-    }
+    run(cli).unwrap_or_else(Failure::report)
 }
 
 fn run(cli: Cli) -> Outcome {

@@ -372,17 +372,7 @@ impl<'de> Deserialize<'de> for Bytes {
 
 /// `fleche run`.
 pub(crate) fn run(args: RunArgs, config: Option<&Path>, cache: Option<&str>) -> ExitCode {
-    match run_inner(&args, config, cache) {
-        Ok(code) => code,
-        Err(Failure::Failed(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(2)
-        }
-    }
+    run_inner(&args, config, cache).unwrap_or_else(Failure::report)
 }
 
 fn run_inner(
