@@ -92,3 +92,30 @@ fn raw_blake3_buffered_reads(b: Bencher<'_, '_>) {
         black_box(h.finalize())
     });
 }
+
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn raw_blake3_buffered_rayon(b: Bencher<'_, '_>) {
+    let i = input();
+    b.counter(BytesCount::new(i.len)).bench(|| {
+        let mut f = std::fs::File::open(&i.path).unwrap_or_else(|e| panic!("open: {e}"));
+        let mut buf = vec![0u8; 8 << 20];
+        let mut h = blake3::Hasher::new();
+        loop {
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = f
+                    .read(&mut buf[filled..])
+                    .unwrap_or_else(|e| panic!("read: {e}"));
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            h.update_rayon(&buf[..filled]);
+        }
+        black_box(h.finalize())
+    });
+}

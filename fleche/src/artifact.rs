@@ -23,6 +23,10 @@ use crate::Error;
 /// the function runs and writes the file itself. [`Artifact::restore`] does the same on demand,
 /// for results got with `load`.
 ///
+/// A hit writes to the paths stored in the cache: whoever can write a cache can name the files
+/// its hits write. Share a cache holding artifacts only with writers you trust, or sign it
+/// (`secret_key` in `fleche.toml`), so that entries made elsewhere are refused.
+///
 /// ```
 /// use fleche::Artifact;
 /// use std::path::PathBuf;
