@@ -624,20 +624,7 @@ fn exit_code(code: i32) -> ExitCode {
 /// `None` (with a warning) when its storage cannot be opened: the command still runs.
 fn open_cache(config: Option<&Path>, name: Option<&str>) -> Result<Option<Cache>, Failure> {
     let config = crate::open::config(config)?;
-    let opened = if name.is_some() {
-        return crate::open::cache(&config, name)
-            .map(Some)
-            .or_else(|e| match e {
-                Failure::Failed(m) => {
-                    tracing::warn!(error = %m, "cannot open the cache; running uncached");
-                    Ok(None)
-                }
-                usage => Err(usage),
-            });
-    } else {
-        default_cache(&config)?
-    };
-    match opened {
+    match chosen_cache(&config, name)? {
         Ok(c) => Ok(Some(c)),
         Err(e) => {
             tracing::warn!(error = %e, "cannot open the cache; running uncached");
@@ -646,21 +633,34 @@ fn open_cache(config: Option<&Path>, name: Option<&str>) -> Result<Option<Cache>
     }
 }
 
-/// The configured default cache, else the run cache; an error in the configuration is the
-/// caller's failure, a storage that cannot be opened the inner error.
-fn default_cache(config: &Config) -> Result<Result<Cache, fleche::Error>, Failure> {
-    match config.default_cache()? {
-        DefaultCache::Named(n) if n == "void" => Ok(Ok(Cache::void())),
-        DefaultCache::Named(n) if n != "memory" => {
-            let spec = config.spec(&n)?;
-            match spec {
-                Some(spec) => Ok(Cache::open(spec)),
-                None => Err(Failure::Usage(format!("no cache named `{n}`"))),
-            }
+/// The cache `name`, else the configured default, else the run cache. A configuration error
+/// or an unknown name is the caller's failure; a storage that cannot be opened the inner error.
+fn chosen_cache(
+    config: &Config,
+    name: Option<&str>,
+) -> Result<Result<Cache, fleche::Error>, Failure> {
+    let name = match name {
+        Some("memory") => {
+            return Err(Failure::Usage(
+                "`memory` holds nothing another process stored; name a persistent cache".into(),
+            ));
         }
-        DefaultCache::Inline(spec) => Ok(Cache::open(spec)),
-        // No cache configured (or the process's memory, which another run cannot see).
-        _ => Ok(crate::open::run_cache()),
+        Some(n) => n.to_owned(),
+        None => match config.default_cache()? {
+            // A default kept in the process's memory, which another run cannot see, or none
+            // configured: the run cache.
+            DefaultCache::Memory => return Ok(crate::open::run_cache()),
+            DefaultCache::Named(n) if n == "memory" => return Ok(crate::open::run_cache()),
+            DefaultCache::Named(n) => n,
+            DefaultCache::Inline(spec) => return Ok(Cache::open(spec)),
+        },
+    };
+    match name.as_str() {
+        "void" => Ok(Ok(Cache::void())),
+        _ => match config.spec(&name)? {
+            Some(spec) => Ok(Cache::open(spec)),
+            None => Err(Failure::Usage(format!("no cache named `{name}`"))),
+        },
     }
 }
 

@@ -111,24 +111,46 @@ enum Method {
     Stamp,
 }
 
+/// The accessors [`FileContents`] and [`FileStamp`] share.
+macro_rules! common_accessors {
+    ($($ty:ident),*) => {$(
+        impl $ty {
+            /// The path, as given.
+            #[must_use]
+            pub fn path(&self) -> &Path {
+                &self.path
+            }
+
+            /// Whether a file or directory was there.
+            #[must_use]
+            pub fn exists(&self) -> bool {
+                matches!(self.state, State::File { .. } | State::Dir { .. })
+            }
+
+            /// A file's length in bytes (`None` for a directory, a missing or an unreadable
+            /// path).
+            #[must_use]
+            pub fn len(&self) -> Option<u64> {
+                self.state.len()
+            }
+
+            /// Whether the path was a file of zero bytes.
+            #[must_use]
+            pub fn is_empty(&self) -> bool {
+                self.len() == Some(0)
+            }
+        }
+    )*};
+}
+
+common_accessors!(FileContents, FileStamp);
+
 impl FileContents {
     /// Hashes what `path` holds now.
     pub fn new(path: impl AsRef<Path>) -> Self {
         let path = path.as_ref().to_path_buf();
         let state = inspect(&path, Method::Content);
         Self { path, state }
-    }
-
-    /// The path, as given.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether a file or directory was there.
-    #[must_use]
-    pub fn exists(&self) -> bool {
-        matches!(self.state, State::File { .. } | State::Dir { .. })
     }
 
     /// The blake3 digest of the file's content, or of the directory's tree; `None` when missing
@@ -143,18 +165,6 @@ impl FileContents {
             State::Dir { tree, .. } => Some(*tree),
             _ => None,
         }
-    }
-
-    /// A file's length in bytes (`None` for a directory, a missing or an unreadable path).
-    #[must_use]
-    pub fn len(&self) -> Option<u64> {
-        self.state.len()
-    }
-
-    /// Whether the path was a file of zero bytes.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == Some(0)
     }
 }
 
@@ -179,30 +189,6 @@ impl FileStamp {
             inspect(&path, Method::Stamp)
         };
         Self { path, state }
-    }
-
-    /// The path, as given.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether a file or directory was there.
-    #[must_use]
-    pub fn exists(&self) -> bool {
-        matches!(self.state, State::File { .. } | State::Dir { .. })
-    }
-
-    /// A file's length in bytes (`None` for a directory, a missing or an unreadable path).
-    #[must_use]
-    pub fn len(&self) -> Option<u64> {
-        self.state.len()
-    }
-
-    /// Whether the path was a file of zero bytes.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == Some(0)
     }
 
     /// A file's modification time.
