@@ -738,3 +738,22 @@ fn a_killed_run_leaves_no_result_and_no_stuck_lock() {
     assert_eq!(again.stdout, b"done\n");
     assert_eq!(h.runs(), 2, "the finished run was stored");
 }
+
+#[test]
+fn a_named_cache_must_exist_and_be_configured_right() {
+    let h = Here::new();
+    std::fs::write(
+        h.path("fleche.toml"),
+        "[team]\ntemplate = \"msgpack\"\npath = \"x\"\n",
+    )
+    .unwrap();
+    let script = counted("t\n");
+    let bad = h.run(&["run", "--cache", "team", "--", "sh", "-c", &script]);
+    assert_eq!(code(&bad), 1, "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("fleche.toml"), "{}", stderr(&bad));
+    let unknown = h.run(&["run", "--cache", "nope", "--", "sh", "-c", &script]);
+    assert_eq!(code(&unknown), 2, "{}", stderr(&unknown));
+    let memory = h.run(&["run", "--cache", "memory", "--", "sh", "-c", &script]);
+    assert_eq!(code(&memory), 2, "{}", stderr(&memory));
+    assert_eq!(h.runs(), 0, "fleche's own failures: nothing ran");
+}
