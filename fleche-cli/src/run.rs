@@ -453,8 +453,9 @@ fn run_inner(
         parts.explain(&mut explained);
     }
     let stored = match &cache {
-        Some(c) if !args.force => lookup(c, &key, args),
-        _ => Found::Nothing("--force".into()),
+        Some(_) if args.force => Found::Nothing("--force".into()),
+        Some(c) => lookup(c, &key, args),
+        None => Found::Nothing("no cache could be opened".into()),
     };
     if args.explain {
         let cache_name = cache.as_ref().map_or("(none)", Cache::name);

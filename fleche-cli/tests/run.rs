@@ -471,6 +471,14 @@ fn a_broken_cache_still_runs_the_command() {
     assert_eq!(o.stdout, b"still\n");
     assert!(stderr(&o).contains("running uncached"), "{}", stderr(&o));
     assert_eq!(h.runs(), 1);
+    // --explain says why nothing was looked up.
+    let o = h.run(&["run", "--explain", "--", "sh", "-c", &counted("still\n")]);
+    assert!(
+        stderr(&o).contains("cache  (none): miss (no cache could be opened)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(h.runs(), 2);
 }
 
 #[test]
@@ -756,4 +764,55 @@ fn a_named_cache_must_exist_and_be_configured_right() {
     let memory = h.run(&["run", "--cache", "memory", "--", "sh", "-c", &script]);
     assert_eq!(code(&memory), 2, "{}", stderr(&memory));
     assert_eq!(h.runs(), 0, "fleche's own failures: nothing ran");
+}
+
+/// Whether an ELF executable names a dynamic loader (has a `PT_INTERP` program header).
+fn names_a_loader(elf: &[u8]) -> bool {
+    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]);
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    assert_eq!(&elf[..4], b"\x7fELF");
+    assert_eq!(elf[4], 2, "a 64-bit ELF");
+    assert_eq!(elf[5], 1, "little-endian");
+    let table = usize::try_from(u64_at(0x20)).unwrap();
+    let entry = usize::from(u16_at(0x36));
+    (0..usize::from(u16_at(0x38))).any(|i| u32_at(table + i * entry) == 3)
+}
+
+/// A hit is a whole process start, so on Linux with glibc the binary is linked statically
+/// (see `build.rs`) whenever the toolchain has the archives, unless the build asked otherwise.
+#[test]
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+fn the_binary_starts_without_a_dynamic_loader() {
+    if matches!(option_env!("FLECHE_LINK"), Some(l) if !l.is_empty() && l != "static") {
+        return;
+    }
+    let cc = option_env!("CC").unwrap_or("cc");
+    let archive = Command::new(cc)
+        .arg("-print-file-name=libc.a")
+        .output()
+        .unwrap();
+    let archive = PathBuf::from(String::from_utf8(archive.stdout).unwrap().trim());
+    // This test binary is linked the usual way: it names its loader.
+    assert!(names_a_loader(
+        &std::fs::read(std::env::current_exe().unwrap()).unwrap()
+    ));
+    let elf = std::fs::read(FLECHE).unwrap();
+    assert_eq!(
+        !names_a_loader(&elf),
+        archive.is_absolute() && archive.exists(),
+        "static linking should follow from {} being there",
+        archive.display()
+    );
+    // A static binary still finds its way around: a run, a hit and a panic-free exit.
+    let h = Here::new();
+    for _ in 0..2 {
+        let o = h.run(&["run", "--", "sh", "-c", &counted("static\n")]);
+        assert_eq!((code(&o), o.stdout.as_slice()), (0, &b"static\n"[..]));
+    }
+    assert_eq!(h.runs(), 1);
 }
