@@ -6,8 +6,9 @@
 //!
 //! - `static` (the default on Linux with glibc, when the toolchain has glibc's static archives):
 //!   a static position-independent executable. No loader runs; the binary relocates itself and
-//!   keeps its address randomization. glibc loads its NSS modules only for a user lookup, which
-//!   fleche never makes.
+//!   keeps its address randomization. The one lookup in the system's databases fleche may make,
+//!   the user's home directory when `HOME` is unset, reads `/etc/passwd` with glibc's built-in
+//!   `files` source; other sources (LDAP, systemd's) need the glibc it was built with.
 //! - `static-no-pie`: static and at a fixed address, which skips the self-relocation (about a
 //!   tenth of a millisecond per start) at the cost of the binary's address randomization.
 //! - `dynamic`: the toolchain's default, a dynamically linked position-independent executable

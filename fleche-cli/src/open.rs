@@ -95,12 +95,19 @@ pub(crate) fn record(cache: &Cache, prefix: &str) -> Result<CallRecord, Failure>
     }
 }
 
-/// `$XDG_CACHE_HOME/fleche` (else `~/.cache/fleche`): the per-user base of the run cache and the
+/// `$XDG_CACHE_HOME/fleche` (else `~/.cache/fleche`, `~` being `HOME` or else the user's home
+/// directory in the system's user database): the per-user base of the run cache and the
 /// run locks.
 pub(crate) fn user_cache_dir() -> Option<PathBuf> {
     let base = match std::env::var_os("XDG_CACHE_HOME") {
         Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
-        _ => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(".cache"),
+        // Without HOME, the user's home from the system's user database, as the configuration
+        // files are found.
+        _ => std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .or_else(std::env::home_dir)?
+            .join(".cache"),
     };
     Some(base.join("fleche"))
 }
@@ -122,7 +129,7 @@ pub(crate) fn run_cache() -> Result<Cache, fleche::Error> {
     let dir = user_cache_dir()
         .ok_or_else(|| fleche::Error::File {
             path: PathBuf::from("~/.cache/fleche"),
-            operation: "locate (neither XDG_CACHE_HOME nor HOME is set)",
+            operation: "locate (neither XDG_CACHE_HOME nor HOME is set, and the user has no home directory)",
             source: io::Error::from(io::ErrorKind::NotFound),
         })?
         .join("run");

@@ -816,3 +816,51 @@ fn the_binary_starts_without_a_dynamic_loader() {
     }
     assert_eq!(h.runs(), 1);
 }
+
+/// Without HOME (and XDG_CACHE_HOME), the run cache is under the home directory the user
+/// database names. The run is scoped uniquely and evicted afterwards.
+#[test]
+fn without_home_the_run_cache_is_in_the_users_home_directory() {
+    let Some(home) = std::env::home_dir() else {
+        return;
+    };
+    let h = Here::new();
+    let scope = format!("no-home-test-{}", h.dir.path().display());
+    let without_home = |args: &[&str]| {
+        h.command(args)
+            .env_remove("HOME")
+            .env_remove("XDG_CACHE_HOME")
+            .output()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let o = without_home(&["run", "--scope", &scope, "--", "sh", "-c", &counted("hi")]);
+        assert_eq!(
+            (code(&o), o.stdout.as_slice()),
+            (0, &b"hi"[..]),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(h.runs(), 1, "the second run replays");
+    let o = without_home(&[
+        "evict",
+        "--fn",
+        "fleche.run",
+        "--arg",
+        &format!("scope={scope}"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(home.join(".cache/fleche/run").is_dir());
+    let o = without_home(&[
+        "run",
+        "--check",
+        "--scope",
+        &scope,
+        "--",
+        "sh",
+        "-c",
+        &counted("hi"),
+    ]);
+    assert_eq!(code(&o), 1, "evicted: {}", stderr(&o));
+}
