@@ -12,6 +12,7 @@ mod format;
 mod log;
 mod open;
 mod run;
+mod signals;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

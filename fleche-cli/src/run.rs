@@ -16,6 +16,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::Failure;
+use crate::signals::Forwarding;
 
 /// The function name of command calls.
 pub(crate) const FUNCTION: &str = "fleche.run";
@@ -724,7 +725,12 @@ fn command(exe: &Path, args: &RunArgs) -> Command {
 
 /// Runs the command with this process's stdin, stdout and stderr, caching nothing.
 fn run_plain(exe: &Path, args: &RunArgs) -> ExitCode {
-    match command(exe, args).status() {
+    let forwarding = Forwarding::start();
+    let status = command(exe, args).spawn().and_then(|mut child| {
+        forwarding.child(&child);
+        child.wait()
+    });
+    match status {
         Ok(status) => exit_code(status_code(status)),
         Err(e) => {
             eprintln!("error: cannot run {}: {e}", exe.display());
@@ -815,6 +821,7 @@ fn run_and_store(
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
+    let forwarding = Forwarding::start();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -822,6 +829,7 @@ fn run_and_store(
             return ExitCode::from(126);
         }
     };
+    forwarding.child(&child);
     let shared = Arc::new(Mutex::new(Recording {
         chunks: Vec::new(),
         bytes: 0,
@@ -863,6 +871,11 @@ fn run_and_store(
         tracing::debug!(key = %key, code, "killed by a signal: not stored");
         return exit;
     }
+    if let Some(signal) = forwarding.received() {
+        tracing::debug!(key = %key, code, signal, "asked to stop by a signal: not stored");
+        return exit;
+    }
+    drop(forwarding);
     if !args.cache_exit_codes.contains(&code) {
         tracing::debug!(key = %key, code, "exit code not in --cache-exit-codes: not stored");
         return exit;

@@ -289,6 +289,80 @@ fn a_signal_death_is_128_plus_n_and_never_cached() {
     assert_eq!(h.runs(), 2);
 }
 
+/// Starts `fleche run -- sh -c script` (the script prints `ready` once it is set up), sends
+/// fleche `signal` then, and returns fleche's exit status. Panics if fleche outlives 20 s.
+fn signalled(h: &Here, script: &str, signal: &str) -> std::process::ExitStatus {
+    use std::io::BufRead;
+    let mut child = h
+        .command(&["run", "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(
+        line, "ready\n",
+        "the command starts and its output streams live"
+    );
+    let kill = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fleche did not end after SIG{signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` still exists (a zombie counts as gone).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_signal_to_fleche_reaches_the_command_and_the_run_is_not_stored() {
+    let h = Here::new();
+    // The command dies of the signal: fleche waits for it and passes its status on.
+    let script = "echo ran >> ran.log; echo $$ > child.pid; echo ready; exec sleep 30";
+    let status = signalled(&h, script, "TERM");
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    let pid = std::fs::read_to_string(h.path("child.pid")).unwrap();
+    assert!(!alive(&pid), "the command was stopped with fleche");
+    // The command catches it, cleans up and exits 0: still not stored, it was asked to stop.
+    let script = "echo ran >> ran.log; trap 'echo cleaned > cleaned; exit 0' HUP; echo ready; \
+                  while :; do sleep 0.05; done";
+    let status = signalled(&h, script, "HUP");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(std::fs::read(h.path("cleaned")).unwrap(), b"cleaned\n");
+    let o = h.run(&["run", "--check", "--", "sh", "-c", script]);
+    assert_eq!(code(&o), 1, "an interrupted run is not stored");
+    // And after it, fleche's own signal handling is back to normal: a hit still replays.
+    let o = h.run(&["run", "--", "sh", "-c", &counted("fine")]);
+    let again = h.run(&["run", "--", "sh", "-c", &counted("fine")]);
+    assert_eq!(
+        (o.stdout, again.stdout),
+        (b"fine".to_vec(), b"fine".to_vec())
+    );
+    assert_eq!(h.runs(), 3);
+}
+
 #[test]
 fn identical_concurrent_runs_execute_once() {
     let h = Here::new();
