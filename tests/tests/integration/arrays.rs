@@ -21,9 +21,11 @@ fn floats(seed: u64) -> Vec<f64> {
 
 /// One memoized function and run counter per test: tests run in parallel.
 macro_rules! big {
-    ($name:ident, $runs:ident) => {
+    ($(#[$attr:meta])* $name:ident, $runs:ident) => {
+        $(#[$attr])*
         static $runs: Counter = Counter::new();
 
+        $(#[$attr])*
         #[memoize(name = "arrays.big")]
         fn $name(seed: u64) -> Vec<f64> {
             $runs.hit();
@@ -34,7 +36,11 @@ macro_rules! big {
 
 big!(big, RUNS_BIG);
 big!(big_files, RUNS_FILES);
-big!(big_hdf5, RUNS_HDF5);
+big!(
+    #[cfg(feature = "hdf5")]
+    big_hdf5,
+    RUNS_HDF5
+);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Frame {
