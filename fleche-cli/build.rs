@@ -106,6 +106,18 @@ fn static_archives(out: &Path) -> Result<PathBuf, String> {
         if path.as_os_str().is_empty() {
             // An empty archive: `-lrt` and friends need something to find.
             write(name, "!<arch>\n".to_owned())?;
+        } else if name == "libc.a" {
+            // libc and the unwinder need each other: a group, for linkers that read archives
+            // once, in order (GNU ld), as Rust's own static linking does with `-lc -lgcc_eh -lc`.
+            write(
+                name,
+                format!(
+                    "GROUP ( {} {} {} )\n",
+                    path.display(),
+                    unwinder.display(),
+                    runtime.display()
+                ),
+            )?;
         } else {
             write(name, format!("INPUT ( {} )\n", path.display()))?;
         }

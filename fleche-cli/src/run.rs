@@ -728,7 +728,7 @@ fn run_plain(exe: &Path, args: &RunArgs) -> ExitCode {
     let forwarding = Forwarding::start();
     let status = command(exe, args).spawn().and_then(|mut child| {
         forwarding.child(&child);
-        child.wait()
+        forwarding.wait(&mut child)
     });
     match status {
         Ok(status) => exit_code(status_code(status)),
@@ -851,7 +851,7 @@ fn run_and_store(
         let s = Arc::clone(&shared);
         pumps.push(std::thread::spawn(move || pump(err, Stream::Stderr, &s)));
     }
-    let status = child.wait();
+    let status = forwarding.wait(&mut child);
     for p in pumps {
         let _ = p.join();
     }

@@ -34,6 +34,18 @@ impl Forwarding {
         let _ = child;
     }
 
+    /// Waits for the child named with [`Forwarding::child`], then stops sending it signals (its
+    /// process id is free again once it is reaped).
+    pub(crate) fn wait(
+        &self,
+        child: &mut std::process::Child,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        let status = child.wait();
+        #[cfg(unix)]
+        unix::child_gone();
+        status
+    }
+
     /// The last termination signal fleche received since [`Forwarding::start`], if any.
     pub(crate) fn received(&self) -> Option<i32> {
         #[cfg(unix)]
@@ -73,9 +85,7 @@ mod unix {
     /// The handler: only async-signal-safe work (atomics and `kill`).
     extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
         RECEIVED.store(sig, Ordering::SeqCst);
-        // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; it is only read.
-        let from_terminal = !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
-        if from_terminal {
+        if from_terminal(info) {
             return;
         }
         match CHILD.load(Ordering::SeqCst) {
@@ -85,6 +95,20 @@ mod unix {
                 unsafe { libc::kill(pid, sig) };
             }
         }
+    }
+
+    /// Whether the kernel itself sent the signal: on Linux, a terminal's SIGINT, SIGQUIT or
+    /// SIGHUP, which the whole foreground process group (the command too) receives.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn from_terminal(info: *mut libc::siginfo_t) -> bool {
+        // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; it is only read.
+        !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL
+    }
+
+    /// Elsewhere the sender is not told apart: a terminal's signal may reach the command twice.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn from_terminal(_: *mut libc::siginfo_t) -> bool {
+        false
     }
 
     pub(super) fn start() -> Forwarding {
@@ -126,6 +150,11 @@ mod unix {
             // SAFETY: a plain kill of the child just spawned.
             unsafe { libc::kill(pid, pending) };
         }
+    }
+
+    pub(super) fn child_gone() {
+        CHILD.store(0, Ordering::SeqCst);
+        PENDING.store(0, Ordering::SeqCst);
     }
 
     pub(super) fn received() -> Option<i32> {
