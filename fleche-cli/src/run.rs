@@ -2,7 +2,6 @@
 //! the function `fleche.run` (`docs/format.md`, "Command calls").
 
 use std::ffi::{OsStr, OsString};
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -12,8 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::{Args, ValueEnum};
 use fleche::config::{Config, DefaultCache};
 use fleche::{Artifact, Cache, CallRecord, Digest, FileContents, FileStamp, Key, Runtime, Value};
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::Failure;
 use crate::signals::Forwarding;
@@ -318,7 +316,8 @@ impl Parts {
 #[derive(Serialize, Deserialize)]
 struct Chunk {
     stream: Stream,
-    bytes: Bytes,
+    /// Stored as one MessagePack binary: the value encoding writes a `Vec<u8>` so.
+    bytes: Vec<u8>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,41 +333,6 @@ struct Recorded {
     exit_code: i32,
     output: Vec<Chunk>,
     files: Vec<Artifact>,
-}
-
-/// Bytes stored as a byte string.
-struct Bytes(Vec<u8>);
-
-impl Serialize for Bytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes(v.to_vec()))
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                Ok(Bytes(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
-                let mut out = Vec::new();
-                while let Some(b) = seq.next_element::<u8>()? {
-                    out.push(b);
-                }
-                Ok(Bytes(out))
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
 }
 
 /// `fleche run`.
@@ -606,8 +570,8 @@ fn replay(recorded: &Recorded, key: &Digest) -> Option<ExitCode> {
         }
         last = Some(chunk.stream);
         let written = match chunk.stream {
-            Stream::Stdout => out.write_all(&chunk.bytes.0),
-            Stream::Stderr => err.write_all(&chunk.bytes.0),
+            Stream::Stdout => out.write_all(&chunk.bytes),
+            Stream::Stderr => err.write_all(&chunk.bytes),
         };
         if written.is_err() {
             break; // A closed pipe (`| head`): the reader wants no more.
@@ -792,10 +756,10 @@ fn pump(mut from: impl Read, stream: Stream, shared: &Mutex<Recording>) {
         }
         rec.bytes += n;
         match rec.chunks.last_mut() {
-            Some(last) if last.stream == stream => last.bytes.0.extend_from_slice(data),
+            Some(last) if last.stream == stream => last.bytes.extend_from_slice(data),
             _ => rec.chunks.push(Chunk {
                 stream,
-                bytes: Bytes(data.to_vec()),
+                bytes: data.to_vec(),
             }),
         }
     }
@@ -1146,11 +1110,11 @@ mod tests {
             output: vec![
                 Chunk {
                     stream: Stream::Stdout,
-                    bytes: Bytes(vec![0, 255, 10]),
+                    bytes: vec![0, 255, 10],
                 },
                 Chunk {
                     stream: Stream::Stderr,
-                    bytes: Bytes(b"e".to_vec()),
+                    bytes: b"e".to_vec(),
                 },
             ],
             files: Vec::new(),
@@ -1159,7 +1123,7 @@ mod tests {
         let back: Recorded = fleche::storage::encoding::from_slice(&bytes)?;
         assert_eq!(back.exit_code, 3);
         assert_eq!(back.output.len(), 2);
-        assert_eq!(back.output[0].bytes.0, vec![0, 255, 10]);
+        assert_eq!(back.output[0].bytes, vec![0, 255, 10]);
         assert!(back.output[1].stream == Stream::Stderr);
         Ok(())
     }
