@@ -2,7 +2,8 @@
 //! prefix share a file; a corrupt file is a miss.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use fleche::{Cache, memoize, with_cache};
 
@@ -18,37 +19,78 @@ fn wave(n: u32) -> Vec<f64> {
 
 /// A Python with h5py: the system's, or one installed with pip into a virtual environment under
 /// the build directory (once).
+///
+/// Tests run in parallel threads (and, under nextest, in parallel processes), so the environment
+/// is made once per process behind a `OnceLock`, under an exclusive file lock across processes,
+/// in a staging directory that is renamed into place only once h5py imports: a half-made
+/// environment is never seen, and a crashed attempt is retried.
 fn python_with_h5py() -> PathBuf {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PYTHON
+        .get_or_init(find_or_install_h5py)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn has_h5py(py: &Path) -> bool {
+    Command::new(py)
+        .args(["-c", "import h5py"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn find_or_install_h5py() -> Result<PathBuf, String> {
     let system = PathBuf::from("python3");
-    let has_h5py = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import h5py"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
     if has_h5py(&system) {
-        return system;
+        return Ok(system);
     }
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("h5py-venv");
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let venv = tmp.join("h5py-venv");
     let py = venv.join("bin").join("python");
-    if !has_h5py(&py) {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status();
-        assert!(
-            made.is_ok_and(|s| s.success()),
-            "cannot create a virtual environment"
-        );
-        let pip = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "h5py"])
-            .status();
-        assert!(
-            pip.is_ok_and(|s| s.success()),
-            "cannot install h5py with pip"
-        );
+    let lock_path = tmp.join("h5py-venv.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    if has_h5py(&py) {
+        return Ok(py);
     }
-    py
+    let staging = tmp.join(format!("h5py-venv.{}", std::process::id()));
+    for stale in [&staging, &venv] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .map_err(|e| format!("cannot remove {}: {e}", stale.display()))?;
+        }
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&staging)
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        return Err(format!(
+            "cannot create a virtual environment in {}",
+            staging.display()
+        ));
+    }
+    let pip = Command::new(staging.join("bin").join("python"))
+        .args(["-m", "pip", "install", "--quiet", "h5py"])
+        .status();
+    if !pip.is_ok_and(|s| s.success()) {
+        return Err("cannot install h5py with pip".to_owned());
+    }
+    std::fs::rename(&staging, &venv).map_err(|e| {
+        format!(
+            "cannot move {} to {}: {e}",
+            staging.display(),
+            venv.display()
+        )
+    })?;
+    if has_h5py(&py) {
+        Ok(py)
+    } else {
+        Err(format!("{} cannot import h5py", py.display()))
+    }
 }
 
 #[test]
