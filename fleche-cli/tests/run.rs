@@ -795,7 +795,10 @@ fn a_full_disk_loses_nothing_of_the_run() {
 #[test]
 fn a_killed_run_leaves_no_result_and_no_stuck_lock() {
     let h = Here::new();
-    let script = "echo ran >> ran.log; [ -f fast ] || sleep 3; echo done";
+    // The killed run's command outlives it: it sleeps far longer than the next run may take, so
+    // a next run that waited for it could not pass the bound below, however loaded the machine.
+    let script =
+        "echo ran >> ran.log; [ -f fast ] || { echo $$ > orphan.pid; exec sleep 60; }; echo done";
     let mut victim = h
         .command(&["run", "--", "sh", "-c", script])
         .stdout(Stdio::null())
@@ -812,13 +815,17 @@ fn a_killed_run_leaves_no_result_and_no_stuck_lock() {
     let next = h.run(&["run", "--", "sh", "-c", script]);
     assert_eq!(next.stdout, b"done\n");
     assert!(
-        t.elapsed() < Duration::from_secs(2),
+        t.elapsed() < Duration::from_secs(30),
         "waited for a dead run"
     );
     assert_eq!(h.runs(), 2);
     let again = h.run(&["run", "--", "sh", "-c", script]);
     assert_eq!(again.stdout, b"done\n");
     assert_eq!(h.runs(), 2, "the finished run was stored");
+    // The killed run's command is an orphan now; end it.
+    if let Ok(pid) = std::fs::read_to_string(h.path("orphan.pid")) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
 }
 
 #[test]
