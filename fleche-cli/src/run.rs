@@ -2,7 +2,7 @@
 //! the function `fleche.run` (`docs/format.md`, "Command calls").
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -361,17 +361,18 @@ fn run_inner(
         if args.check {
             return Ok(ExitCode::from(1));
         }
-        return Ok(run_plain(&exe, args));
+        // The command's stdin is what it is with caching: this process's with `--stdin`, else empty.
+        let stdin = if args.stdin {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        return Ok(run_plain(&exe, args, stdin));
     }
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::Failed(format!("cannot read the working directory: {e}")))?;
     let stdin = if args.stdin {
-        let mut bytes = Vec::new();
-        io::stdin()
-            .lock()
-            .read_to_end(&mut bytes)
-            .map_err(|e| Failure::Failed(format!("cannot read stdin: {e}")))?;
-        Some(bytes)
+        Some(spool_stdin()?)
     } else {
         None
     };
@@ -396,9 +397,7 @@ fn run_inner(
                 (name.clone(), value)
             })
             .collect(),
-        stdin: stdin
-            .as_ref()
-            .map(|b| Digest::from_bytes(*blake3::hash(b).as_bytes())),
+        stdin: stdin.as_ref().map(|s| s.digest),
         deps: args
             .deps
             .iter()
@@ -439,7 +438,11 @@ fn run_inner(
         return Ok(code);
     }
     let Some(cache) = cache else {
-        return Ok(run_plain(&exe, args));
+        return Ok(run_plain(
+            &exe,
+            args,
+            stdin.map_or_else(Stdio::null, |s| Stdio::from(s.file)),
+        ));
     };
     // A miss: one process runs it; an identical concurrent run waits, then replays.
     let _lock = lock(&key);
@@ -451,7 +454,47 @@ fn run_inner(
             return Ok(code);
         }
     }
-    Ok(run_and_store(&exe, args, stdin, &parts, &cache, key))
+    Ok(run_and_store(
+        &exe,
+        args,
+        stdin.map(|s| s.file),
+        &parts,
+        &cache,
+        key,
+    ))
+}
+
+/// This process's stdin with `--stdin`, copied to an unnamed temporary file while it is hashed:
+/// input of any size is keyed and fed to the command without being held in memory.
+struct SpooledStdin {
+    /// The copy, positioned at its start.
+    file: std::fs::File,
+    /// BLAKE3 of its bytes.
+    digest: Digest,
+}
+
+fn spool_stdin() -> Result<SpooledStdin, Failure> {
+    let spool_error =
+        |e: io::Error| Failure::Failed(format!("cannot copy stdin to a temporary file: {e}"));
+    let mut file = tempfile::tempfile().map_err(spool_error)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut input = io::stdin().lock();
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failure::Failed(format!("cannot read stdin: {e}"))),
+        };
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n]).map_err(spool_error)?;
+    }
+    file.seek(io::SeekFrom::Start(0)).map_err(spool_error)?;
+    Ok(SpooledStdin {
+        file,
+        digest: Digest::from_bytes(*hasher.finalize().as_bytes()),
+    })
 }
 
 /// A stored run, or why there is none.
@@ -687,10 +730,12 @@ fn command(exe: &Path, args: &RunArgs) -> Command {
     c
 }
 
-/// Runs the command with this process's stdin, stdout and stderr, caching nothing.
-fn run_plain(exe: &Path, args: &RunArgs) -> ExitCode {
+/// Runs the command with `stdin` and this process's stdout and stderr, caching nothing.
+fn run_plain(exe: &Path, args: &RunArgs, stdin: Stdio) -> ExitCode {
     let forwarding = Forwarding::start();
-    let status = command(exe, args).spawn().and_then(|mut child| {
+    let mut cmd = command(exe, args);
+    cmd.stdin(stdin);
+    let status = cmd.spawn().and_then(|mut child| {
         forwarding.child(&child);
         forwarding.wait(&mut child)
     });
@@ -770,7 +815,7 @@ fn pump(mut from: impl Read, stream: Stream, shared: &Mutex<Recording>) {
 fn run_and_store(
     exe: &Path,
     args: &RunArgs,
-    stdin: Option<Vec<u8>>,
+    stdin: Option<std::fs::File>,
     parts: &Parts,
     cache: &Cache,
     key: Digest,
@@ -778,13 +823,9 @@ fn run_and_store(
     let start = SystemTime::now();
     let started = Instant::now();
     let mut cmd = command(exe, args);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.stdin(stdin.map_or_else(Stdio::null, Stdio::from))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let forwarding = Forwarding::start();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -799,13 +840,6 @@ fn run_and_store(
         bytes: 0,
         overflowed: false,
     }));
-    let feeder = match (stdin, child.stdin.take()) {
-        (Some(bytes), Some(mut pipe)) => Some(std::thread::spawn(move || {
-            // A command that stops reading early closes the pipe: not an error.
-            let _ = pipe.write_all(&bytes);
-        })),
-        _ => None,
-    };
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         let s = Arc::clone(&shared);
@@ -818,9 +852,6 @@ fn run_and_store(
     let status = forwarding.wait(&mut child);
     for p in pumps {
         let _ = p.join();
-    }
-    if let Some(f) = feeder {
-        let _ = f.join();
     }
     let status = match status {
         Ok(s) => s,

@@ -945,3 +945,76 @@ fn without_home_the_run_cache_is_in_the_users_home_directory() {
     ]);
     assert_eq!(code(&o), 1, "evicted: {}", stderr(&o));
 }
+
+/// The command sees the same stdin whether or not a cache is used: the input with `--stdin`,
+/// nothing without it.
+#[test]
+fn stdin_is_the_same_cached_uncached_and_with_a_broken_cache() {
+    let (h, broken) = (Here::new(), Here::new());
+    // XDG_CACHE_HOME is a file: no cache can be made there.
+    std::fs::write(broken.dir.path().join("xdg"), "not a directory").unwrap();
+    let feed = |h: &Here, extra: &[&str], env: &[(&str, &str)], input: &[u8]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", "echo ran >> ran.log; cat"]);
+        let mut c = h.command(&args);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0);
+        out.stdout
+    };
+    let disabled = [("FLECHE_DISABLE", "1")];
+    for (h, env) in [(&h, &[][..]), (&h, &disabled[..]), (&broken, &[][..])] {
+        assert_eq!(feed(h, &["--stdin"], env, b"given"), b"given", "{env:?}");
+        assert_eq!(feed(h, &[], env, b"not given"), b"", "{env:?}");
+    }
+    assert_eq!(h.runs(), 4, "two cached runs, two with FLECHE_DISABLE");
+    assert_eq!(broken.runs(), 2);
+}
+
+/// `--stdin` input is keyed and fed to the command without being held in memory: 256 MiB of
+/// input through a process whose peak resident size stays far below it.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_large_stdin_is_streamed_not_held_in_memory() {
+    let h = Here::new();
+    let size: u64 = 256 << 20;
+    // Python reports the peak resident size of the largest process it waited for, directly or
+    // through the shell: fleche, `head`, `wc` and the shells.
+    let measure = format!(
+        "import resource, subprocess, sys\n\
+         r = subprocess.run(['sh', '-c', 'head -c {size} /dev/zero | \"$0\" run --stdin -- sh -c \"echo ran >> ran.log; wc -c\"', sys.argv[1]], capture_output=True)\n\
+         print(r.returncode, r.stdout.decode().strip(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    );
+    let run = || {
+        let o = Command::new("python3")
+            .args(["-c", &measure, FLECHE])
+            .current_dir(h.path(""))
+            .env("HOME", h.dir.path())
+            .env("XDG_CACHE_HOME", h.dir.path().join("xdg"))
+            .env_remove("FLECHE_CONFIG")
+            .env_remove("FLECHE_CACHE")
+            .env_remove("FLECHE_DISABLE")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = String::from_utf8(o.stdout).unwrap();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(fields.len(), 3, "{text}");
+        assert_eq!(fields[0], "0", "{text}");
+        assert_eq!(fields[1], size.to_string(), "the command read all of it");
+        let peak_kib: u64 = fields[2].parse().unwrap();
+        assert!(
+            peak_kib < 64 << 10,
+            "peak resident size {peak_kib} KiB for {size} bytes of stdin"
+        );
+    };
+    run();
+    run();
+    assert_eq!(h.runs(), 1, "the same input is a hit");
+}
