@@ -126,7 +126,7 @@ struct Filters {
     /// Only calls tagged NAME=VALUE (the value parsed as for --arg).
     #[arg(long = "tag", value_name = "NAME=VALUE", value_parser = pair)]
     tags: Vec<(String, String)>,
-    /// Only calls started within this long ago (30s, 15m, 2h, 2d, 1w).
+    /// Only calls started within this long ago (30s, 15m, 1h30m, 2d, 1w).
     #[arg(long, value_name = "AGE", value_parser = age)]
     since: Option<Duration>,
     /// At most this many calls.
@@ -144,26 +144,55 @@ fn pair(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// An age or duration: a number and a unit, or several summed (`90s`, `15m`, `1.5h`, `1h30m`,
+/// `1d 12h`, `500ms`, `2weeks`); a bare number is seconds.
 fn age(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("expected an age such as 30s, 15m, 2h, 2d or 1w, found `{s}`"))?;
-    let unit = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => {
-            return Err(format!(
-                "unknown unit `{unit}` in `{s}`: use s, m, h, d or w"
-            ));
-        }
-    };
-    Ok(Duration::from_secs(n.saturating_mul(unit)))
+    const UNITS: &str = "ms, s, m (min), h, d or w";
+    let text = s.trim();
+    let too_large = || format!("`{text}` is too large an age");
+    if text.is_empty() {
+        return Err("expected an age such as 30s, 15m, 2h, 1h30m, 2d or 1w, found nothing".into());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| too_large());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let n: f64 = match rest[..number].parse() {
+            Ok(n) if rest.as_bytes()[0].is_ascii_digit() => n,
+            _ => {
+                return Err(format!(
+                    "expected an age such as 30s, 15m, 2h, 1h30m, 2d or 1w, found `{text}`"
+                ));
+            }
+        };
+        rest = rest[number..].trim_start();
+        let letters = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let unit = &rest[..letters];
+        rest = rest[letters..].trim_start();
+        let seconds = match unit {
+            "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 0.001,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+            "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
+            "d" | "day" | "days" => 86_400.0,
+            "w" | "week" | "weeks" => 604_800.0,
+            "" => return Err(format!("a number without a unit in `{text}`: use {UNITS}")),
+            _ => return Err(format!("unknown unit `{unit}` in `{text}`: use {UNITS}")),
+        };
+        let part = Duration::try_from_secs_f64(n * seconds).map_err(|_| too_large())?;
+        total = total.checked_add(part).ok_or_else(too_large)?;
+    }
+    Ok(total)
 }
 
 /// A command-line value: JSON when it parses, else the text as a string.
@@ -640,4 +669,53 @@ fn stats(c: &Cache) -> Result<String, Failure> {
         bytes.to_string(),
     ]);
     Ok(format::table(&rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+    use std::time::Duration;
+
+    #[test]
+    fn ages_are_numbers_with_units_summed() {
+        let secs = Duration::from_secs;
+        for (text, expected) in [
+            ("45", secs(45)),
+            ("90s", secs(90)),
+            ("15m", secs(900)),
+            ("2h", secs(7200)),
+            ("1h30m", secs(5400)),
+            ("1h 30m", secs(5400)),
+            (" 1d 12h ", secs(129_600)),
+            ("2weeks", secs(1_209_600)),
+            ("3 days", secs(259_200)),
+            ("10min", secs(600)),
+            ("500ms", Duration::from_millis(500)),
+            ("1s500ms", Duration::from_millis(1500)),
+            ("1.5h", secs(5400)),
+            ("0.25s", Duration::from_millis(250)),
+            ("0s", Duration::ZERO),
+        ] {
+            assert_eq!(age(text), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_ages_say_what_is_wrong() {
+        for (text, says) in [
+            ("", "found nothing"),
+            ("soon", "expected an age"),
+            ("-1h", "expected an age"),
+            ("1..5h", "expected an age"),
+            (".5h", "expected an age"),
+            ("1y", "unknown unit `y`"),
+            ("1h30", "a number without a unit"),
+            ("99999999999999999999", "too large"),
+            ("1e400s", "unknown unit `e`"),
+            ("99999999999999999w", "too large"),
+        ] {
+            let e = age(text).err().unwrap_or_default();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
 }

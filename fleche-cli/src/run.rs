@@ -54,7 +54,7 @@ pub(crate) struct RunArgs {
     /// Run the command even when a result is stored, and store the new one.
     #[arg(long)]
     force: bool,
-    /// A stored run older than this is a miss (30s, 15m, 2h, 2d, 1w).
+    /// A stored run older than this is a miss (30s, 15m, 1h30m, 2d, 1w).
     #[arg(long, value_name = "AGE", value_parser = crate::age)]
     max_age: Option<Duration>,
     /// Run nothing: exit 0 when a usable result is stored, else 1.
