@@ -761,16 +761,21 @@ fn status_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// Output being recorded while it is streamed.
+#[derive(Default)]
 struct Recording {
     chunks: Vec<Chunk>,
     bytes: usize,
     overflowed: bool,
+    /// Output could not be passed on (`| head` stopped reading): the run is incomplete.
+    cut: bool,
 }
 
-/// Copies `from` to this process's `stream` as it arrives, recording it.
+/// Copies `from` to this process's `stream` as it arrives, recording it. When the stream can
+/// no longer be written (the reader of a pipe is gone), it stops reading, so the command meets
+/// the closed pipe as it would without fleche (`fleche run -- yes | head -1` ends), and marks
+/// the recording cut.
 fn pump(mut from: impl Read, stream: Stream, shared: &Mutex<Recording>) {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut live = true;
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => return,
@@ -780,16 +785,17 @@ fn pump(mut from: impl Read, stream: Stream, shared: &Mutex<Recording>) {
         };
         let data = &buf[..n];
         let mut rec = shared.lock().unwrap_or_else(PoisonError::into_inner);
-        if live {
-            // Written while holding the lock: what is shown is in the order recorded.
-            let shown = match stream {
-                Stream::Stdout => {
-                    let mut o = io::stdout().lock();
-                    o.write_all(data).and_then(|()| o.flush())
-                }
-                Stream::Stderr => io::stderr().lock().write_all(data),
-            };
-            live = shown.is_ok();
+        // Written while holding the lock: what is shown is in the order recorded.
+        let shown = match stream {
+            Stream::Stdout => {
+                let mut o = io::stdout().lock();
+                o.write_all(data).and_then(|()| o.flush())
+            }
+            Stream::Stderr => io::stderr().lock().write_all(data),
+        };
+        if shown.is_err() {
+            rec.cut = true;
+            return;
         }
         if rec.overflowed {
             continue;
@@ -835,11 +841,7 @@ fn run_and_store(
         }
     };
     forwarding.child(&child);
-    let shared = Arc::new(Mutex::new(Recording {
-        chunks: Vec::new(),
-        bytes: 0,
-        overflowed: false,
-    }));
+    let shared = Arc::new(Mutex::new(Recording::default()));
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         let s = Arc::clone(&shared);
@@ -875,14 +877,11 @@ fn run_and_store(
         tracing::debug!(key = %key, code, "exit code not in --cache-exit-codes: not stored");
         return exit;
     }
-    let recording = std::mem::replace(
-        &mut *shared.lock().unwrap_or_else(PoisonError::into_inner),
-        Recording {
-            chunks: Vec::new(),
-            bytes: 0,
-            overflowed: false,
-        },
-    );
+    let recording = std::mem::take(&mut *shared.lock().unwrap_or_else(PoisonError::into_inner));
+    if recording.cut {
+        tracing::debug!(key = %key, code, "its output could not be passed on: not stored");
+        return exit;
+    }
     if recording.overflowed {
         tracing::warn!(key = %key, "output larger than 1 GiB: not stored");
         return exit;
