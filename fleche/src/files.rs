@@ -26,10 +26,15 @@ use crate::key::{Key, KeyHasher};
 /// produces a hit.
 ///
 /// Memory-mapping is what makes hashing run at blake3's full speed (large buffered reads on every
-/// core reach about two thirds of it); as with every memory-mapped read, a file that another
-/// process truncates while it is being hashed makes the operating system stop this process
-/// (`SIGBUS`). A file rewritten by writing a new one and renaming it over the old, as most tools
-/// do, is safe.
+/// core reach about two thirds of it). A file that another process truncates while it is mapped
+/// would make the operating system stop this process (`SIGBUS`); on Linux fleche catches that:
+/// the first time it maps a file it installs a `SIGBUS` handler that answers a fault inside one of
+/// its own mappings with zero pages, and the file counts as changed while it was hashed (a key no
+/// other call has, with a warning). A fault anywhere else goes on to the handler installed before
+/// (Rust's own, or the program's) or the default action, as if fleche's were not there. A program
+/// that installs its own `SIGBUS` handler later replaces fleche's, and the guard with it. On other
+/// systems a file truncated while it is hashed still stops the process; a file rewritten by
+/// writing a new one and renaming it over the old, as most tools do, is safe everywhere.
 ///
 /// The stored argument records the path, the kind, the length and the content digest:
 ///
@@ -340,12 +345,41 @@ fn file_mark(path: &Path, before: &Metadata, method: Method) -> Result<(u64, Mar
     }
 }
 
-/// The blake3 digest of a file's bytes: memory-mapped, on several threads when it is large
-/// (small files are read).
+/// The blake3 digest of a regular file's bytes: memory-mapped, on several threads when it is
+/// large (small files are read). On Linux a file truncated while it is mapped is an error, not
+/// a SIGBUS (`mapped`); a path that is no regular file (a FIFO swapped in) is an error, without
+/// blocking on it.
 pub(crate) fn content_digest(path: &Path) -> io::Result<Digest> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap_rayon(path)?;
-    Ok(Digest::from_bytes(*hasher.finalize().as_bytes()))
+    let file = open_regular(path)?;
+    let len = file.metadata()?.len();
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        crate::mapped::digest(&file, len)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = len;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_mmap_rayon(path)?;
+        Ok(Digest::from_bytes(*hasher.finalize().as_bytes()))
+    }
+}
+
+/// `path` opened for reading when it is a regular file. On Unix it is opened without blocking
+/// (a FIFO would wait for a writer), then checked.
+fn open_regular(path: &Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
 }
 
 fn modified_ns(meta: &Metadata) -> Result<i128, String> {

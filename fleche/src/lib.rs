@@ -65,6 +65,8 @@ mod error;
 mod files;
 mod flight;
 pub(crate) mod key;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod mapped;
 pub mod metadata;
 mod query;
 mod registry;
