@@ -11,6 +11,7 @@
 mod format;
 mod log;
 mod open;
+mod outputs;
 mod run;
 mod signals;
 

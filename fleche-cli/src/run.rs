@@ -41,8 +41,8 @@ pub(crate) struct RunArgs {
     /// How dependencies are keyed: by content (blake3) or by stamp (length and mtime).
     #[arg(long, value_enum, default_value_t = DepMode::Content)]
     dep_mode: DepMode,
-    /// A file the command writes: stored, and restored on a hit when missing or different;
-    /// repeatable.
+    /// A file or directory the command writes: stored (a directory as its tree), and restored
+    /// on a hit when missing or different; repeatable.
     #[arg(long = "out", value_name = "PATH")]
     outs: Vec<PathBuf>,
     /// Any text, part of the key: separates otherwise identical commands.
@@ -332,7 +332,12 @@ enum Stream {
 struct Recorded {
     exit_code: i32,
     output: Vec<Chunk>,
+    /// The `--out` files, and the files inside `--out` directories.
     files: Vec<Artifact>,
+    /// The `--out` directories, their subdirectories and links (absent when there are none, as
+    /// in entries written before directories could be outputs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tree: Vec<crate::outputs::TreeEntry>,
 }
 
 /// `fleche run`.
@@ -570,15 +575,10 @@ fn lookup(cache: &Cache, key: &Digest, args: &RunArgs) -> Found {
             return Found::Nothing(format!("stored run unreadable: {e}"));
         }
     };
-    // Files are written back only to the paths this invocation declares (they are part of the
-    // key, so an entry stored by this command lists exactly these).
-    if recorded.files.len() != args.outs.len()
-        || recorded
-            .files
-            .iter()
-            .zip(&args.outs)
-            .any(|(file, out)| file.path() != out)
-    {
+    // Files are written back only to the paths this invocation declares, or inside the
+    // directories it declares (they are part of the key, so an entry stored by this command
+    // lists exactly these).
+    if !crate::outputs::fit(&recorded.files, &recorded.tree, &args.outs) {
         tracing::warn!(key = %key, "the stored run's files are not the declared --out paths; running");
         return Found::Nothing("stored files are not the --out paths".into());
     }
@@ -597,11 +597,9 @@ fn lookup(cache: &Cache, key: &Digest, args: &RunArgs) -> Found {
 /// Restores the output files, then writes the recorded output and returns the exit code; `None`
 /// when a file cannot be restored (the command runs instead).
 fn replay(recorded: &Recorded, key: &Digest) -> Option<ExitCode> {
-    for file in &recorded.files {
-        if let Err(e) = file.restore() {
-            tracing::warn!(key = %key, error = %e, "cannot restore an output file; running");
-            return None;
-        }
+    if let Err(e) = crate::outputs::restore(&recorded.files, &recorded.tree) {
+        tracing::warn!(key = %key, error = %e, "cannot restore an output file; running");
+        return None;
     }
     let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
     let mut last = None;
@@ -886,20 +884,19 @@ fn run_and_store(
         tracing::warn!(key = %key, "output larger than 1 GiB: not stored");
         return exit;
     }
-    let mut files = Vec::with_capacity(args.outs.len());
-    for path in &args.outs {
-        match Artifact::read(path) {
-            Ok(a) => files.push(a),
-            Err(e) => {
-                tracing::warn!(key = %key, error = %e, "a declared output file cannot be read: not stored");
-                return exit;
-            }
+    let budget = (MAX_RECORDED - recording.bytes) as u64;
+    let outputs = match crate::outputs::record(&args.outs, budget) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "a declared output cannot be recorded: not stored");
+            return exit;
         }
-    }
+    };
     let recorded = Recorded {
         exit_code: code,
         output: recording.chunks,
-        files,
+        files: outputs.files,
+        tree: outputs.tree,
     };
     let value = match fleche::storage::encoding::to_vec(&recorded) {
         Ok(v) => v,
@@ -1148,9 +1145,14 @@ mod tests {
                 },
             ],
             files: Vec::new(),
+            tree: Vec::new(),
         };
         let bytes = fleche::storage::encoding::to_vec(&r)?;
+        // Without output directories the value is what it was before they existed, so runs
+        // stored by older binaries stay hits and these stay hits for them.
+        assert!(!bytes.windows(4).any(|w| w == b"tree"));
         let back: Recorded = fleche::storage::encoding::from_slice(&bytes)?;
+        assert!(back.tree.is_empty());
         assert_eq!(back.exit_code, 3);
         assert_eq!(back.output.len(), 2);
         assert_eq!(back.output[0].bytes, vec![0, 255, 10]);

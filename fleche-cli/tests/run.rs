@@ -1072,3 +1072,149 @@ fn a_closed_output_pipe_ends_the_command_and_is_not_stored() {
         "a cut run is not stored, whatever its exit code"
     );
 }
+
+/// `--out DIR`: the directory's tree (files, subdirectories, empty ones too, and links) is
+/// stored and written back on a hit; what else the directory holds is left alone.
+#[test]
+fn an_output_directory_is_restored_whole() {
+    let h = Here::new();
+    let script = "echo ran >> ran.log; mkdir -p dist/js dist/empty; \
+                  printf 'body\\000' > dist/index.html; printf 'code' > dist/js/app.js; \
+                  chmod 755 dist/js/app.js; ln -s js/app.js dist/latest; echo built";
+    let args = ["run", "--out", "dist", "--", "sh", "-c", script];
+    let first = h.run(&args);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    std::fs::remove_dir_all(h.path("dist")).unwrap();
+    let second = h.run(&args);
+    assert_eq!(second.stdout, b"built\n", "{}", stderr(&second));
+    assert_eq!(h.runs(), 1, "a hit");
+    assert_eq!(std::fs::read(h.path("dist/index.html")).unwrap(), b"body\0");
+    assert_eq!(std::fs::read(h.path("dist/js/app.js")).unwrap(), b"code");
+    assert!(h.path("dist/empty").is_dir());
+    assert_eq!(
+        std::fs::read_link(h.path("dist/latest")).unwrap(),
+        Path::new("js/app.js")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(h.path("dist/js/app.js"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+    // One changed file is put back; a file the run did not make stays.
+    std::fs::write(h.path("dist/js/app.js"), b"edit").unwrap();
+    std::fs::write(h.path("dist/extra.txt"), b"mine").unwrap();
+    h.run(&args);
+    assert_eq!(std::fs::read(h.path("dist/js/app.js")).unwrap(), b"code");
+    assert_eq!(std::fs::read(h.path("dist/extra.txt")).unwrap(), b"mine");
+    assert_eq!(h.runs(), 1);
+    // A file where a recorded directory was is not replaced: the command runs instead.
+    std::fs::remove_dir_all(h.path("dist/js")).unwrap();
+    std::fs::write(h.path("dist/js"), b"in the way").unwrap();
+    let blocked = h.run(&args);
+    assert_eq!(h.runs(), 2, "{}", stderr(&blocked));
+}
+
+/// A crafted entry naming a file inside a declared output directory, but through a parent it
+/// does not record (so one that may be a link out of it), or outside it, is not a hit, and
+/// nothing is written there.
+#[test]
+#[cfg(unix)]
+fn a_crafted_tree_cannot_write_outside_the_declared_directory() {
+    /// What a stored run looks like, with any paths.
+    #[derive(serde::Serialize)]
+    struct Crafted {
+        exit_code: i32,
+        output: Vec<()>,
+        files: Vec<File>,
+        tree: Vec<Entry>,
+    }
+    /// An artifact's stored shape.
+    #[derive(serde::Serialize)]
+    struct File {
+        path: String,
+        mode: Option<u32>,
+        bytes: String,
+    }
+    #[derive(serde::Serialize)]
+    struct Entry {
+        path: String,
+        link: Option<String>,
+    }
+    let h = Here::new();
+    let args = [
+        "run",
+        "--explain",
+        "--out",
+        "dist",
+        "--",
+        "sh",
+        "-c",
+        "echo ran >> ran.log; mkdir -p dist; echo ok > dist/a",
+    ];
+    let first = h.run(&args);
+    let key: fleche::Digest = stderr(&first)
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("fleche run: key "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cache = fleche::Cache::msgpack(
+        h.dir.path().join("xdg/fleche/run"),
+        fleche::storage::FileOptions::new(),
+    )
+    .unwrap();
+    let outside = h.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    // `dist/hop` is a link out of the directory.
+    std::os::unix::fs::symlink(&outside, h.path("dist/hop")).unwrap();
+    let dist = || Entry {
+        path: "dist".into(),
+        link: None,
+    };
+    let file = |path: &str| File {
+        path: path.into(),
+        mode: None,
+        bytes: "owned".into(),
+    };
+    let outside_victim = outside.join("victim").display().to_string();
+    for (files, tree, why) in [
+        (
+            vec![file("dist/hop/victim")],
+            vec![dist()],
+            "a parent not recorded",
+        ),
+        (
+            vec![file("dist/hop/victim")],
+            vec![
+                dist(),
+                Entry {
+                    path: "dist/hop".into(),
+                    link: None,
+                },
+            ],
+            "a recorded directory that is a link now",
+        ),
+        (vec![file("dist/../outside/victim")], vec![dist()], "a `..`"),
+        (vec![file(&outside_victim)], vec![dist()], "a path outside"),
+    ] {
+        let record = cache.record(&key).unwrap().unwrap();
+        let value = fleche::storage::encoding::to_vec(&Crafted {
+            exit_code: 0,
+            output: Vec::new(),
+            files,
+            tree,
+        })
+        .unwrap();
+        cache.store_record(record, &value).unwrap();
+        let before = h.runs();
+        let again = h.run(&args);
+        assert_eq!(code(&again), 0, "{why}: {}", stderr(&again));
+        assert!(!outside.join("victim").exists(), "{why}: written outside");
+        assert_eq!(h.runs(), before + 1, "{why}: the crafted entry is a miss");
+    }
+}
