@@ -1019,13 +1019,10 @@ fn a_large_stdin_is_streamed_not_held_in_memory() {
     assert_eq!(h.runs(), 1, "the same input is a hit");
 }
 
-/// `fleche run -- yes | head -1` ends as `yes | head -1` does: once the reader is gone, the
-/// command meets the closed pipe, and the cut run is not stored.
-#[test]
-fn a_closed_output_pipe_ends_the_command_and_is_not_stored() {
+/// Starts `fleche run -- sh -c script`, reads the first line of its output (`y`), then closes
+/// the pipe, as `| head -1` does.
+fn first_line_then_close(h: &Here, script: &str) -> std::process::Child {
     use std::io::{BufRead, BufReader};
-    let h = Here::new();
-    let script = "echo ran >> ran.log; yes";
     let mut child = h
         .command(&["run", "--", "sh", "-c", script])
         .stdout(Stdio::piped())
@@ -1037,6 +1034,16 @@ fn a_closed_output_pipe_ends_the_command_and_is_not_stored() {
         .read_line(&mut first)
         .unwrap();
     assert_eq!(first, "y\n");
+    child
+}
+
+/// `fleche run -- yes | head -1` ends as `yes | head -1` does: once the reader is gone, the
+/// command meets the closed pipe, and the cut run is not stored.
+#[test]
+fn a_closed_output_pipe_ends_the_command_and_is_not_stored() {
+    let h = Here::new();
+    let script = "echo ran >> ran.log; yes";
+    let mut child = first_line_then_close(&h, script);
     // The reader is dropped: the pipe is closed.
     let started = std::time::Instant::now();
     let status = loop {
@@ -1054,16 +1061,7 @@ fn a_closed_output_pipe_ends_the_command_and_is_not_stored() {
     assert_eq!(code(&check), 1, "a cut run is not stored");
     // A command that exits 0 after its output was cut is not stored either.
     let tolerant = "echo ran >> ran.log; trap '' PIPE; yes 2>/dev/null; exit 0";
-    let mut child = h
-        .command(&["run", "--", "sh", "-c", tolerant])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let child = first_line_then_close(&h, tolerant);
     assert_eq!(code(&child.wait_with_output().unwrap()), 0);
     let check = h.run(&["run", "--check", "--", "sh", "-c", tolerant]);
     assert_eq!(
