@@ -27,9 +27,15 @@ impl Here {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(FLECHE);
-        c.args(args)
-            .current_dir(self.path(""))
+        let mut c = self.program(FLECHE);
+        c.args(args);
+        c
+    }
+
+    /// `program` run in the working directory, with this test's home and caches.
+    fn program(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.current_dir(self.path(""))
             .env("HOME", self.dir.path())
             .env("XDG_CACHE_HOME", self.dir.path().join("xdg"))
             .env_remove("XDG_CONFIG_HOME")
@@ -44,6 +50,15 @@ impl Here {
         self.command(args).output().unwrap()
     }
 
+    /// The run cache these tests use (no configuration: the default one).
+    fn run_cache(&self) -> fleche::Cache {
+        fleche::Cache::msgpack(
+            self.dir.path().join("xdg/fleche/run"),
+            fleche::storage::FileOptions::new(),
+        )
+        .unwrap()
+    }
+
     /// How many times the test commands ran (each appends a line to `ran.log`).
     fn runs(&self) -> usize {
         std::fs::read_to_string(self.path("ran.log")).map_or(0, |s| s.lines().count())
@@ -56,6 +71,17 @@ fn code(o: &Output) -> i32 {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The key an `--explain` run printed first.
+fn explained_key(o: &Output) -> fleche::Digest {
+    stderr(o)
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("fleche run: key "))
+        .unwrap_or_else(|| panic!("no key in {}", stderr(o)))
+        .parse()
+        .unwrap()
 }
 
 /// A command that records that it ran, then prints `text`.
@@ -665,23 +691,11 @@ fn a_crafted_entry_cannot_write_undeclared_files() {
         "-c",
         "echo ran >> ran.log; echo ok > out.txt",
     ];
-    let first = h.run(&args);
-    let text = stderr(&first);
-    let key: fleche::Digest = text
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("fleche run: key "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let key = explained_key(&h.run(&args));
     let victim = h.dir.path().join("victim.txt");
     let evil = fleche::Artifact::write(&victim, "owned").unwrap();
     std::fs::remove_file(&victim).unwrap();
-    let cache = fleche::Cache::msgpack(
-        h.dir.path().join("xdg/fleche/run"),
-        fleche::storage::FileOptions::new(),
-    )
-    .unwrap();
+    let cache = h.run_cache();
     let record = cache.record(&key).unwrap().unwrap();
     let value = fleche::storage::encoding::to_vec(&Crafted {
         exit_code: 0,
@@ -992,14 +1006,9 @@ fn a_large_stdin_is_streamed_not_held_in_memory() {
          print(r.returncode, r.stdout.decode().strip(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
     );
     let run = || {
-        let o = Command::new("python3")
+        let o = h
+            .program("python3")
             .args(["-c", &measure, FLECHE])
-            .current_dir(h.path(""))
-            .env("HOME", h.dir.path())
-            .env("XDG_CACHE_HOME", h.dir.path().join("xdg"))
-            .env_remove("FLECHE_CONFIG")
-            .env_remove("FLECHE_CACHE")
-            .env_remove("FLECHE_DISABLE")
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
@@ -1153,19 +1162,8 @@ fn a_crafted_tree_cannot_write_outside_the_declared_directory() {
         "-c",
         "echo ran >> ran.log; mkdir -p dist; echo ok > dist/a",
     ];
-    let first = h.run(&args);
-    let key: fleche::Digest = stderr(&first)
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("fleche run: key "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let cache = fleche::Cache::msgpack(
-        h.dir.path().join("xdg/fleche/run"),
-        fleche::storage::FileOptions::new(),
-    )
-    .unwrap();
+    let key = explained_key(&h.run(&args));
+    let cache = h.run_cache();
     let outside = h.dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
     // `dist/hop` is a link out of the directory.
